@@ -1,0 +1,68 @@
+# Jifu Open Platform. Two commands on a fresh machine:
+#   make run    build everything, start the private database, migrate, seed, serve on :8080
+#   make test   build everything and run every test against a private test cluster
+
+GO        ?= go
+BIN       := bin/jifu
+APPS_DIR  := build/apps
+PLUGINS   := $(patsubst plugins/%/,%,$(wildcard plugins/*/))
+ADDR      ?= :8080
+# -race doubles the run time on 2 cores; CI keeps it on for the packages that
+# hold concurrency (the host, stores, web) and the rest run without it.
+RACE_PKGS := ./host/... ./web/...
+TEST_FLAGS ?=
+
+.PHONY: all build plugins run test test-go tools fixtures bench bench-smoke fmt vet clean
+
+all: build
+
+## tools: install the system packages the build and tests need (Debian).
+tools:
+	@command -v wat2wasm >/dev/null 2>&1 || { echo "installing wabt (wat2wasm)"; \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y wabt >/dev/null || \
+	    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y wabt >/dev/null; }; \
+	  else sudo apt-get install -y wabt; fi; }
+
+$(BIN): FORCE
+	$(GO) build -o $(BIN) ./cmd/jifu
+
+FORCE:
+
+build: $(BIN) plugins
+
+## plugins: compile every first-party app in plugins/ to build/apps/<slug>/app.wasm
+plugins: $(BIN)
+	@for p in $(PLUGINS); do \
+	  $(BIN) --log-level=warn app build plugins/$$p -o $(APPS_DIR)/$$p/app.wasm >/dev/null || exit 1; \
+	  echo "built plugin $$p"; \
+	done
+
+run: build
+	$(BIN) serve --dev --dev-apps $(APPS_DIR) --addr $(ADDR)
+
+test: tools build
+	$(BIN) dev test -- $(MAKE) --no-print-directory test-go
+
+# test-go runs inside `jifu dev test`, which provides the test cluster.
+test-go:
+	$(GO) vet ./...
+	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
+	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/host' -e '/web')
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+## fixtures: recompile the WAT test fixtures (their .wasm is committed)
+fixtures: tools
+	@for f in host/testdata/wat/*.wat; do wat2wasm --enable-all $$f -o $${f%.wat}.wasm; done
+
+## bench: the benchmarks recorded in docs/BENCHMARKS.md
+bench: build
+	$(BIN) dev test -- $(GO) test -run '^$$' -bench . -benchmem -count 1 ./host/...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin build

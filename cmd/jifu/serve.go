@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/jifu-open/jifu"
+	"github.com/jifu-open/jifu/host"
+	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/configstore"
+	"github.com/jifu-open/jifu/host/kvstore"
+	"github.com/jifu-open/jifu/web"
+)
+
+type serveCmd struct {
+	Addr    string `default:"${default_addr}" env:"JIFU_ADDR" help:"Address to listen on."`
+	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json)."`
+	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
+	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
+}
+
+// platform is everything serve and app run start, in the order to stop it.
+type platform struct {
+	db      *platformDB
+	pool    interface{ Close() }
+	audit   *audit.Writer
+	host    *host.Host
+	apps    *host.AppSet
+	config  *configstore.Store
+	metrics *prometheus.Registry
+	ready   func(context.Context) error
+}
+
+// startPlatform brings up the database (private cluster unless DATABASE_URL),
+// migrates it, and builds the host with its stores.
+func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err error) {
+	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if p.db, err = openPlatformDB(ctx, e); err != nil {
+		return nil, err
+	}
+	pool, err := p.db.migrateAndOpen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.pool = pool
+	p.ready = pool.Ping
+	key, err := masterKey(e)
+	if err != nil {
+		return nil, err
+	}
+	if p.config, err = configstore.New(pool, key); err != nil {
+		return nil, err
+	}
+	p.audit = audit.New(pool, e.log)
+	var consent host.ConsentChecker = host.DenyAll{}
+	if dev {
+		consent = host.AllowAll{}
+	}
+	p.host, err = host.New(ctx, host.Config{
+		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
+		Logger:   e.log,
+		KV:       kvstore.New(pool),
+		Audit:    p.audit,
+		Consent:  consent,
+		Metrics:  p.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// appConfig returns an app's operator configuration (secrets decrypted).
+func (p *platform) appConfig(ctx context.Context) func(slug string) map[string]string {
+	return func(slug string) map[string]string {
+		v, err := p.config.All(ctx, slug)
+		if err != nil {
+			return nil
+		}
+		return v
+	}
+}
+
+// Close stops everything in reverse order, the private database last.
+func (p *platform) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if p.apps != nil {
+		_ = p.apps.Close(ctx)
+	}
+	if p.host != nil {
+		_ = p.host.Close(ctx)
+	}
+	if p.audit != nil {
+		_ = p.audit.Close(ctx)
+	}
+	if p.pool != nil {
+		p.pool.Close()
+	}
+	if p.db != nil {
+		_ = p.db.Close()
+	}
+}
+
+// masterKey returns the 32-byte key that encrypts secrets at rest:
+// JIFU_MASTER_KEY (64 hex digits) when set, else a key generated once and
+// kept in DATA_DIR/master.key (mode 0600) for local use.
+func masterKey(e *env) ([]byte, error) {
+	if h := e.getenv("JIFU_MASTER_KEY"); h != "" {
+		k, err := hex.DecodeString(strings.TrimSpace(h))
+		if err != nil || len(k) != 32 {
+			return nil, jifu.Errorf(jifu.CodeInvalid, "JIFU_MASTER_KEY must be 64 hex digits")
+		}
+		return k, nil
+	}
+	path := filepath.Join(e.cli.DataDir, "master.key")
+	if b, err := os.ReadFile(path); err == nil {
+		k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(k) != 32 {
+			return nil, jifu.Errorf(jifu.CodeInvalid, "%s must hold 64 hex digits", path)
+		}
+		return k, nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(e.cli.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// seed writes the demo data `make run` shows. It is idempotent.
+func seed(ctx context.Context, p *platform) error {
+	if _, _, err := p.config.Get(ctx, "hello", "greeting"); jifu.ErrorCode(err) == jifu.CodeNotFound {
+		if err := p.config.Set(ctx, "hello", "greeting", "你好", false); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c serveCmd) Run(ctx context.Context, e *env) error {
+	p, err := startPlatform(ctx, e, c.Dev)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if c.Seed {
+		if err := seed(ctx, p); err != nil {
+			return fmt.Errorf("seeding demo data: %w", err)
+		}
+	}
+	if c.DevApps != "" {
+		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig(ctx)); err != nil {
+			return err
+		}
+	}
+	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev})
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	base := "http://" + displayAddr(ln.Addr())
+	fmt.Fprintf(e.stdout, "Jifu Open Platform serving on %s\n", base)
+	for _, slug := range p.apps.Slugs() {
+		fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
+	}
+	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	e.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if host == "::" || host == "0.0.0.0" || host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
