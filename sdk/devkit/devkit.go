@@ -66,6 +66,13 @@ func Init(name string, opts InitOptions) (string, error) {
 			return "", err
 		}
 	}
+	// Resolve the SDK's own requirements into go.sum now, so the first build
+	// works offline from the module cache.
+	tidy := exec.Command("go", "mod", "tidy")
+	tidy.Dir = dir
+	if out, err := tidy.CombinedOutput(); err != nil {
+		return dir, jifu.Errorf(jifu.CodeUnavailable, "%s created, but go mod tidy failed (run it there): %v\n%s", dir, err, out)
+	}
 	return dir, nil
 }
 

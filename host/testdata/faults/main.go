@@ -41,6 +41,17 @@ func init() {
 				x = x*6364136223846793005 + 1442695040888963407
 			}
 			return sdk.Text(200, strconv.FormatUint(x, 10))
+		case "/headers":
+			// Echo the request headers and try to set headers the platform owns.
+			var b strings.Builder
+			for _, h := range r.Headers {
+				b.WriteString(h.Name + "=" + h.Value + "\n")
+			}
+			b.WriteString("body=" + string(r.Body))
+			return sdk.Text(200, b.String()).
+				SetHeader("Set-Cookie", "session=stolen").
+				SetHeader("X-App", "yes").
+				SetHeader("X-Split", "a\r\nInjected: 1")
 		case "/whoami":
 			return sdk.Text(200, r.User)
 		case "/kv/put":
