@@ -12,7 +12,7 @@ ADDR      ?= :8080
 RACE_PKGS := ./host/... ./web/...
 TEST_FLAGS ?=
 
-.PHONY: all build plugins run test test-go tools fixtures bench bench-smoke fmt vet clean
+.PHONY: all build plugins run test test-go tools fixtures bench bench-load fmt vet clean
 
 all: build
 
@@ -57,6 +57,14 @@ fixtures: tools
 ## bench: the benchmarks recorded in docs/BENCHMARKS.md
 bench: build
 	$(BIN) dev test -- $(GO) test -run '^$$' -bench . -benchmem -count 1 ./host/...
+
+## bench-load: hey at concurrency 64 for 20 s against `jifu serve` on the hello plugin
+LOAD_ADDR ?= 127.0.0.1:18089
+bench-load: build
+	@command -v hey >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y hey >/dev/null
+	@$(BIN) --log-level=warn serve --dev-apps $(APPS_DIR) --addr $(LOAD_ADDR) >/dev/null & pid=$$!; \
+	  for i in $$(seq 100); do curl -sf http://$(LOAD_ADDR)/readyz >/dev/null && break; sleep 0.2; done; \
+	  hey -z 20s -c 64 http://$(LOAD_ADDR)/apps/hello/; status=$$?; kill -INT $$pid; wait $$pid; exit $$status
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

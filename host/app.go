@@ -63,8 +63,11 @@ type App struct {
 
 // Load validates, compiles and links an app version and warms its pool.
 func (h *Host) Load(ctx context.Context, spec AppSpec) (*App, error) {
-	if ps := h.Validate(ctx, spec.Wasm, spec.Manifest); len(ps) > 0 {
-		return nil, &jifu.Error{Code: jifu.CodeInvalid, Message: "the module or its manifest is invalid", Err: &ValidationError{Problems: ps}}
+	refused := func(ps []manifest.Problem) error {
+		return &jifu.Error{Code: jifu.CodeInvalid, Message: "the module or its manifest is invalid", Err: &ValidationError{Problems: ps}}
+	}
+	if spec.Manifest == nil || len(spec.Manifest.Check()) > 0 {
+		return nil, refused(h.Validate(ctx, spec.Wasm, spec.Manifest))
 	}
 	m := spec.Manifest
 	if spec.Slug == "" {
@@ -109,9 +112,9 @@ func (h *Host) Load(ctx context.Context, spec AppSpec) (*App, error) {
 	if err := h.link(ctx, a.rt, func(s string) bool { return slices.Contains(granted, s) }); err != nil {
 		return fail(fmt.Errorf("host: app %s: link: %w", spec.Slug, err))
 	}
-	compiled, err := a.rt.CompileModule(ctx, spec.Wasm)
-	if err != nil {
-		return fail(jifu.Errorf(jifu.CodeInvalid, "app %s: compile: %w", spec.Slug, err))
+	ps, compiled := h.validate(ctx, a.rt, spec.Wasm, m)
+	if len(ps) > 0 {
+		return fail(refused(ps))
 	}
 	a.compiled = compiled
 	_, a.hasInit = compiled.ExportedFunctions()[abi.ExportInitialize]
@@ -144,8 +147,9 @@ func (a *App) HandleHTTP(ctx context.Context, caller Caller, req *abi.Request) (
 		return nil, fault(CodeNoEntryPoint, "app %s has no %s", a.spec.Slug, abi.ExportHandleHTTP)
 	}
 	caller = a.withRequestID(caller)
-	req.User, req.RequestID = caller.User, caller.RequestID
-	out, err := a.invoke(ctx, abi.ExportHandleHTTP, caller, req.AppendTo(nil))
+	r := *req // the caller's request is not modified
+	r.User, r.RequestID = caller.User, caller.RequestID
+	out, err := a.invoke(ctx, abi.ExportHandleHTTP, caller, r.AppendTo(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -162,8 +166,9 @@ func (a *App) OnEvent(ctx context.Context, caller Caller, ev *abi.Event) (*abi.E
 		return nil, fault(CodeNoEntryPoint, "app %s has no %s", a.spec.Slug, abi.ExportOnEvent)
 	}
 	caller = a.withRequestID(caller)
-	ev.User = caller.User
-	out, err := a.invoke(ctx, abi.ExportOnEvent, caller, ev.AppendTo(nil))
+	e := *ev
+	e.User = caller.User
+	out, err := a.invoke(ctx, abi.ExportOnEvent, caller, e.AppendTo(nil))
 	if err != nil {
 		return nil, err
 	}

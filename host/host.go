@@ -39,7 +39,7 @@ func (AllowAll) Consented(context.Context, string, string, string) (bool, error)
 
 // PoolOptions size each app version's pool of warm instances.
 type PoolOptions struct {
-	Max             int    // most live instances per app version (concurrency bound); default 2×GOMAXPROCS
+	Max             int    // most live instances per app version (concurrency bound); default 8
 	Warm            int    // instances created at load; default 1
 	RecycleAfter    int    // invocations before an instance is replaced; default 10000
 	MemoryHighWater uint32 // bytes of guest memory above which an instance is replaced; default 3/4 of its limit
@@ -111,7 +111,11 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.registry = newRegistry(cfg.ExtraScopes)
 	h.metrics = newMetrics(cfg.Metrics)
-	h.validator = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(h.cache))
+	// The validator compiles with the apps' settings so that Load finds the
+	// module it just validated in the cache instead of compiling it again.
+	h.validator = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(h.cache).
+		WithCloseOnContextDone(!h.cfg.DisableInterrupt))
 	return h, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/jifu-open/jifu/host/abi"
@@ -40,13 +41,24 @@ var wasiAllowed = map[string]bool{
 // memory, the allocator and every entry point the manifest declares. It
 // returns every problem found; none means the module may run.
 func (h *Host) Validate(ctx context.Context, wasm []byte, m *manifest.Manifest) []manifest.Problem {
+	ps, compiled := h.validate(ctx, h.validator, wasm, m)
+	if compiled != nil {
+		_ = compiled.Close(ctx)
+	}
+	return ps
+}
+
+// validate runs Validate's checks, compiling with rt. It returns the compiled
+// module (nil if it did not compile) so that Load compiles only once; the
+// caller closes it.
+func (h *Host) validate(ctx context.Context, rt wazero.Runtime, wasm []byte, m *manifest.Manifest) ([]manifest.Problem, wazero.CompiledModule) {
 	var ps []manifest.Problem
 	add := func(code, field, format string, args ...any) {
 		ps = append(ps, manifest.Problem{Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	if m == nil {
 		add(manifest.CodeField, "", "a manifest is required")
-		return ps
+		return ps, nil
 	}
 	ps = append(ps, m.Check()...)
 	for i, s := range m.Scopes {
@@ -56,14 +68,13 @@ func (h *Host) Validate(ctx context.Context, wasm []byte, m *manifest.Manifest) 
 	}
 	if len(wasm) > h.cfg.MaxModuleSize {
 		add(manifest.CodeModuleSize, "", "module is %d bytes, at most %d", len(wasm), h.cfg.MaxModuleSize)
-		return ps
+		return ps, nil
 	}
-	compiled, err := h.validator.CompileModule(ctx, wasm)
+	compiled, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		add(manifest.CodeModuleInvalid, "", "module does not compile: %v", err)
-		return ps
+		return ps, nil
 	}
-	defer compiled.Close(ctx)
 
 	for _, def := range compiled.ImportedFunctions() {
 		mod, name, _ := def.Import()
@@ -122,7 +133,7 @@ func (h *Host) Validate(ctx context.Context, wasm []byte, m *manifest.Manifest) 
 	if def, ok := exports[abi.ExportInitialize]; ok && (len(def.ParamTypes()) != 0 || len(def.ResultTypes()) != 0) {
 		add(manifest.CodeExportMissing, abi.ExportInitialize, "%s must take and return nothing", abi.ExportInitialize)
 	}
-	return ps
+	return ps, compiled
 }
 
 func signature(params, results []api.ValueType) string {
