@@ -49,14 +49,16 @@ test-go:
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/host' -e '/web')
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 -bench . -benchtime 1x ./...
 
 ## fixtures: recompile the WAT test fixtures (their .wasm is committed)
 fixtures: tools
 	@for f in host/testdata/wat/*.wat; do wat2wasm --enable-all $$f -o $${f%.wat}.wasm; done
 
-## bench: the benchmarks recorded in docs/BENCHMARKS.md
+## bench: the benchmarks recorded in docs/BENCHMARKS.md (bench-load for the HTTP figure)
 bench: build
-	$(BIN) dev test -- $(GO) test -run '^$$' -bench . -benchmem -count 1 ./host/...
+	$(BIN) dev test -- $(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/...
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 3
 
 ## bench-load: hey at concurrency 64 for 20 s against `jifu serve` on the hello plugin
 LOAD_ADDR ?= 127.0.0.1:18089

@@ -4,7 +4,7 @@ package host_test
 // cache), instantiating it, a full HTTP round trip through a warm pool with a
 // real PostgreSQL kv store, the cost of WithCloseOnContextDone on a
 // loop-heavy guest, and the binary ABI codec against encoding/json inside a
-// guest and natively. Results and conclusions: docs/bench-host.md.
+// guest and natively. Results and conclusions: docs/BENCHMARKS.md.
 //
 //	go test -run '^$' -bench . -benchmem -count 3 ./host/
 //

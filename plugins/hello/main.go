@@ -63,10 +63,7 @@ func page(r *sdk.Request) *sdk.Response {
 	if err != nil {
 		return failure(err)
 	}
-	greeting, err := sdk.Config("greeting")
-	if err != nil {
-		greeting = "Hello"
-	}
+	greeting := greeting()
 	who := "guest"
 	if r.User != "" {
 		who = r.User
@@ -77,6 +74,22 @@ func page(r *sdk.Request) *sdk.Response {
 <p>This page has been visited <strong data-testid="visits">%d</strong> times.</p>
 <form method="post" action="visits"><button type="submit">Visit</button></form>
 </body></html>`, html.EscapeString(greeting), html.EscapeString(who), n))
+}
+
+// greetingText caches the configured greeting: an app version's
+// configuration is fixed while it is loaded, so one host call per instance
+// is enough.
+var greetingText string
+
+func greeting() string {
+	if greetingText == "" {
+		g, err := sdk.Config("greeting")
+		if err != nil || g == "" {
+			return "Hello"
+		}
+		greetingText = g
+	}
+	return greetingText
 }
 
 func failure(err error) *sdk.Response {
