@@ -10,7 +10,7 @@ ADDR      ?= :8080
 # -race doubles the run time on 2 cores; CI keeps it on for the packages that
 # hold concurrency (the host, stores, web) and the rest run without it.
 RACE_PKGS := ./host/... ./web/...
-TEST_FLAGS ?=
+TEST_FLAGS ?= -count=1
 
 .PHONY: all build plugins run test test-go tools fixtures bench bench-load fmt vet clean
 
