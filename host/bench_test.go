@@ -13,7 +13,6 @@ package host_test
 import (
 	"context"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/jifu-open/jifu/host"
 	"github.com/jifu-open/jifu/host/abi"
-	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/database/dbtest"
 	"github.com/jifu-open/jifu/host/guesttest"
 	"github.com/jifu-open/jifu/host/kvstore"
@@ -34,43 +32,6 @@ import (
 // cacheDir, get) take *testing.T, which a benchmark does not have; these are
 // their testing.TB counterparts. They build the same env and share the
 // faults guest's build and the tests' compilation cache.
-
-// benchEnv is newEnv for benchmarks.
-func benchEnv(tb testing.TB, cfg host.Config) *env {
-	tb.Helper()
-	ctx := context.Background()
-	pool := dbtest.Pool(tb)
-	aw := audit.New(pool, nil)
-	cfg.KV = kvstore.New(pool)
-	cfg.Audit = aw
-	if cfg.CacheDir == "" {
-		// The directory cacheDir gives the tests, so each guest compiles once.
-		cfg.CacheDir = filepath.Join(os.TempDir(), "jifu-test-wazero-cache")
-		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	h, err := host.New(ctx, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_ = aw.Close(ctx)
-		_ = h.Close(ctx)
-	})
-	return &env{h: h, audit: aw}
-}
-
-// benchLoad is load for benchmarks.
-func benchLoad(tb testing.TB, e *env, spec host.AppSpec) *host.App {
-	tb.Helper()
-	app, err := e.h.Load(context.Background(), spec)
-	if err != nil {
-		tb.Fatalf("load %s: %v", spec.Manifest.Slug, err)
-	}
-	tb.Cleanup(func() { _ = app.Close(context.Background()) })
-	return app
-}
 
 // readManifest parses a manifest file of the repository.
 func readManifest(tb testing.TB, path string) *manifest.Manifest {
@@ -103,15 +64,6 @@ func codecGuest(tb testing.TB) []byte {
 		tb.Fatal("codec guest did not build")
 	}
 	return codecWasm
-}
-
-// faultsGuestTB is faultsGuest for benchmarks; it shares the tests' build.
-func faultsGuestTB(tb testing.TB) []byte {
-	faultsOnce.Do(func() { faultsWasm = guesttest.BuildGo(tb, "host/testdata/faults") })
-	if faultsWasm == nil {
-		tb.Fatal("faults guest did not build")
-	}
-	return faultsWasm
 }
 
 // call sends a GET and fails unless the app answers wantStatus.
@@ -237,7 +189,7 @@ func BenchmarkInstantiate(b *testing.B) {
 	req := func() *abi.Request { return &abi.Request{Method: "GET", Path: "/nope"} }
 	caller := host.Caller{User: "u_8f3a2c91d4", RequestID: "bench"}
 
-	warm := benchLoad(b, benchEnv(b, host.Config{Pool: host.PoolOptions{Max: 1, Warm: 1}}), spec)
+	warm := load(b, newEnv(b, host.Config{Pool: host.PoolOptions{Max: 1, Warm: 1}}), spec)
 	for range 100 {
 		call(b, warm, caller, req(), 404)
 	}
@@ -250,7 +202,7 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 	warmNs := float64(time.Since(start).Nanoseconds()) / warmCalls
 
-	fresh := benchLoad(b, benchEnv(b, host.Config{Pool: host.PoolOptions{Max: 1, Warm: 1, RecycleAfter: 1}}), spec)
+	fresh := load(b, newEnv(b, host.Config{Pool: host.PoolOptions{Max: 1, Warm: 1, RecycleAfter: 1}}), spec)
 	call(b, fresh, caller, req(), 404) // uses the warm instance; from here on each call instantiates
 	before := fresh.Stats().Discarded
 	b.ReportAllocs()
@@ -278,12 +230,12 @@ func BenchmarkRoundTrip(b *testing.B) {
 	// RecycleAfter is out of reach so that the runs measure a warm pool only
 	// (the default, 10000, would replace instances mid-run: see
 	// BenchmarkInstantiate for what that costs).
-	e := benchEnv(b, host.Config{Pool: host.PoolOptions{Max: maxInstances, Warm: maxInstances, RecycleAfter: 1 << 30}})
+	e := newEnv(b, host.Config{Pool: host.PoolOptions{Max: maxInstances, Warm: maxInstances, RecycleAfter: 1 << 30}})
 	const ns = "bench-hello"
 	if _, err := kvstore.New(dbtest.Pool(b)).Put(ctx, ns, []byte("visits"), []byte("41")); err != nil {
 		b.Fatal(err)
 	}
-	app := benchLoad(b, e, host.AppSpec{Wasm: helloGuest(b), Manifest: readManifest(b, "plugins/hello/jifu.json"), Namespace: ns})
+	app := load(b, e, host.AppSpec{Wasm: helloGuest(b), Manifest: readManifest(b, "plugins/hello/jifu.json"), Namespace: ns})
 	sample := workload.Request()
 	caller := host.Caller{User: sample.User}
 	newReq := func() *abi.Request {
@@ -388,12 +340,12 @@ func BenchmarkInterrupt(b *testing.B) {
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			ctx := context.Background()
-			e := benchEnv(b, host.Config{DisableInterrupt: bm.disable, Pool: host.PoolOptions{Max: 1, Warm: 1, RecycleAfter: 1 << 30}})
+			e := newEnv(b, host.Config{DisableInterrupt: bm.disable, Pool: host.PoolOptions{Max: 1, Warm: 1, RecycleAfter: 1 << 30}})
 			var app *host.App
 			var req *abi.Request
 			caller := host.Caller{User: "u_8f3a2c91d4", RequestID: "bench"}
 			if bm.workload == "spin" {
-				app = benchLoad(b, e, host.AppSpec{Wasm: faultsGuestTB(b), Manifest: faults})
+				app = load(b, e, host.AppSpec{Wasm: faultsGuest(b), Manifest: faults})
 				req = &abi.Request{Method: "GET", Path: "/spin", Query: "n=" + strconv.Itoa(spinN)}
 				if resp := call(b, app, caller, req, 200); string(resp.Body) != spinWant {
 					b.Fatalf("spin = %s, want %s", resp.Body, spinWant)
@@ -403,7 +355,7 @@ func BenchmarkInterrupt(b *testing.B) {
 				if _, err := kvstore.New(dbtest.Pool(b)).Put(ctx, ns, []byte("visits"), []byte("41")); err != nil {
 					b.Fatal(err)
 				}
-				app = benchLoad(b, e, host.AppSpec{Wasm: helloGuest(b), Manifest: hello, Namespace: ns})
+				app = load(b, e, host.AppSpec{Wasm: helloGuest(b), Manifest: hello, Namespace: ns})
 				r := workload.Request()
 				status := 200
 				if bm.workload == "request" {
@@ -465,8 +417,8 @@ func BenchmarkGuestCodec(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
-			e := benchEnv(b, host.Config{DisableInterrupt: c.disable, Pool: host.PoolOptions{Max: 1, Warm: 1}})
-			app := benchLoad(b, e, host.AppSpec{Wasm: codecGuest(b), Manifest: m})
+			e := newEnv(b, host.Config{DisableInterrupt: c.disable, Pool: host.PoolOptions{Max: 1, Warm: 1}})
+			app := load(b, e, host.AppSpec{Wasm: codecGuest(b), Manifest: m})
 			one, err := c.run(1) // natively, for the checksum
 			if err != nil {
 				b.Fatal(err)

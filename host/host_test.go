@@ -30,7 +30,7 @@ type env struct {
 	audit *audit.Writer
 }
 
-func newEnv(t *testing.T, cfg host.Config) *env {
+func newEnv(t testing.TB, cfg host.Config) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
@@ -53,7 +53,7 @@ func newEnv(t *testing.T, cfg host.Config) *env {
 
 // cacheDir is a compilation cache shared by the tests of one run, so each Go
 // guest compiles once.
-func cacheDir(t *testing.T) string {
+func cacheDir(t testing.TB) string {
 	dir := filepath.Join(os.TempDir(), "jifu-test-wazero-cache")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ var (
 	faultsWasm []byte
 )
 
-func faultsGuest(t *testing.T) []byte {
+func faultsGuest(t testing.TB) []byte {
 	faultsOnce.Do(func() { faultsWasm = guesttest.BuildGo(t, "host/testdata/faults") })
 	if faultsWasm == nil {
 		t.Fatal("faults guest did not build")
@@ -88,7 +88,7 @@ func faultsGuest(t *testing.T) []byte {
 	return faultsWasm
 }
 
-func load(t *testing.T, e *env, spec host.AppSpec) *host.App {
+func load(t testing.TB, e *env, spec host.AppSpec) *host.App {
 	t.Helper()
 	app, err := e.h.Load(context.Background(), spec)
 	if err != nil {
