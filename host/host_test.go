@@ -432,3 +432,40 @@ func TestClosedApp(t *testing.T) {
 		t.Fatalf("err = %v, want %s", err, host.CodeAppClosed)
 	}
 }
+
+// Every capability through the real ABI: clock, random, log and the whole kv
+// surface (put, scan paging, compare-and-set, delete, argument errors).
+func TestCapabilities(t *testing.T) {
+	e := newEnv(t, host.Config{})
+	m := manifestFor(t, "caps", `"storage"`, "")
+	m.Limits.HostCalls = 1000
+	app := load(t, e, host.AppSpec{Wasm: faultsGuest(t), Manifest: m})
+
+	resp, err := get(t, app, "", "/now")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns int64
+	if _, err := fmt.Sscan(string(resp.Body), &ns); err != nil || time.Since(time.Unix(0, ns)).Abs() > time.Minute {
+		t.Fatalf("guest clock %q is not the host's", resp.Body)
+	}
+	a, _ := get(t, app, "", "/random")
+	b, _ := get(t, app, "", "/random")
+	if len(a.Body) != 32 || string(a.Body) == string(b.Body) {
+		t.Fatalf("random: %q then %q", a.Body, b.Body)
+	}
+	mustGet(t, app, "u1", "/log", 200, "logged")
+	mustGet(t, app, "u1", "/kv/suite", 200, "kv ok")
+}
+
+// An instance whose memory passes the high-water mark is replaced.
+func TestMemoryHighWater(t *testing.T) {
+	e := newEnv(t, host.Config{Pool: host.PoolOptions{Max: 1, MemoryHighWater: 1}})
+	app := load(t, e, host.AppSpec{Wasm: faultsGuest(t), Manifest: manifestFor(t, "highwater", `"storage"`, "")})
+	for range 3 {
+		mustGet(t, app, "", "/ok", 200, "ok")
+	}
+	if got := app.Stats().Discarded; got != 3 {
+		t.Fatalf("discarded = %d, want 3: every instance is over a 1-byte high-water mark", got)
+	}
+}

@@ -3,6 +3,9 @@
 package main
 
 import (
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -52,6 +55,27 @@ func init() {
 				SetHeader("Set-Cookie", "session=stolen").
 				SetHeader("X-App", "yes").
 				SetHeader("X-Split", "a\r\nInjected: 1")
+		case "/now":
+			return sdk.Text(200, strconv.FormatInt(sdk.Now().UnixNano(), 10))
+		case "/random":
+			b := make([]byte, 16)
+			if err := sdk.Random(b); err != nil {
+				return sdk.Text(500, err.Error())
+			}
+			return sdk.Text(200, hex.EncodeToString(b))
+		case "/log":
+			if err := sdk.Log(sdk.LevelWarn, "hello from the guest"); err != nil {
+				return sdk.Text(500, err.Error())
+			}
+			if err := sdk.Log(99, "bad level"); !errors.Is(err, sdk.ErrInvalid) {
+				return sdk.Text(500, fmt.Sprintf("bad level: %v", err))
+			}
+			return sdk.Text(200, "logged")
+		case "/kv/suite":
+			if err := kvSuite(); err != nil {
+				return sdk.Text(500, err.Error())
+			}
+			return sdk.Text(200, "kv ok")
 		case "/whoami":
 			return sdk.Text(200, r.User)
 		case "/kv/put":
@@ -85,6 +109,58 @@ func init() {
 		}
 		return sdk.Text(404, "no such fault")
 	})
+}
+
+// kvSuite drives every kv host function through the real ABI.
+func kvSuite() error {
+	for _, k := range []string{"s:c", "s:a", "s:b", "t:z"} {
+		if _, err := sdk.KV.Put(k, []byte("v-"+k)); err != nil {
+			return fmt.Errorf("put %s: %w", k, err)
+		}
+	}
+	page, more, err := sdk.KV.Scan("s:", "", 2)
+	if err != nil || !more || len(page) != 2 || page[0].Key != "s:a" || page[1].Key != "s:b" || string(page[0].Value) != "v-s:a" {
+		return fmt.Errorf("scan page 1: %v %v %v", page, more, err)
+	}
+	page, more, err = sdk.KV.Scan("s:", "s:b", 2)
+	if err != nil || more || len(page) != 1 || page[0].Key != "s:c" {
+		return fmt.Errorf("scan page 2: %v %v %v", page, more, err)
+	}
+	if _, _, err := sdk.KV.Scan("s:", "", 0); !errors.Is(err, sdk.ErrInvalid) {
+		return fmt.Errorf("scan limit 0: %v", err)
+	}
+	_, ver, err := sdk.KV.Get("s:a")
+	if err != nil {
+		return err
+	}
+	if _, err := sdk.KV.CompareAndSet("s:a", ver+1, []byte("x")); !errors.Is(err, sdk.ErrConflict) {
+		return fmt.Errorf("cas with a wrong version: %v", err)
+	}
+	if nv, err := sdk.KV.CompareAndSet("s:a", ver, []byte("y")); err != nil || nv != ver+1 {
+		return fmt.Errorf("cas: %d %v", nv, err)
+	}
+	if _, err := sdk.KV.CompareAndSet("s:new", 0, []byte("n")); err != nil {
+		return fmt.Errorf("cas create: %v", err)
+	}
+	if _, err := sdk.KV.CompareAndSet("s:new", 0, []byte("n")); !errors.Is(err, sdk.ErrConflict) {
+		return fmt.Errorf("cas create twice: %v", err)
+	}
+	if ok, err := sdk.KV.Delete("s:a"); err != nil || !ok {
+		return fmt.Errorf("delete: %v %v", ok, err)
+	}
+	if ok, err := sdk.KV.Delete("s:a"); err != nil || ok {
+		return fmt.Errorf("delete twice: %v %v", ok, err)
+	}
+	if _, _, err := sdk.KV.Get("s:a"); !errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Errorf("get deleted: %v", err)
+	}
+	if _, err := sdk.KV.Put("", []byte("x")); !errors.Is(err, sdk.ErrInvalid) {
+		return fmt.Errorf("empty key: %v", err)
+	}
+	if _, err := sdk.KV.Put(strings.Repeat("k", 2000), []byte("x")); !errors.Is(err, sdk.ErrTooLarge) {
+		return fmt.Errorf("long key: %v", err)
+	}
+	return nil
 }
 
 func main() {}
