@@ -18,7 +18,6 @@ package audit
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -353,8 +352,5 @@ func Query(ctx context.Context, pool *pgxpool.Pool, f Filter) ([]Record, error) 
 }
 
 func queryError(ctx context.Context, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return jifu.Errorf(jifu.CodeTimeout, "audit: query: %w", err)
-	}
-	return jifu.Errorf(jifu.CodeUnavailable, "audit: query: %w", err)
+	return database.QueryError(ctx, "audit: query", err)
 }

@@ -25,7 +25,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jifu-open/jifu"
@@ -269,13 +268,5 @@ func checkName(app, key string) error {
 }
 
 func dbError(ctx context.Context, op string, err error) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return jifu.Errorf(jifu.CodeTimeout, "configstore: %s: %w", op, err)
-	case errors.As(err, &pgErr):
-		return jifu.Errorf(jifu.CodeInternal, "configstore: %s: %w", op, err)
-	default:
-		return jifu.Errorf(jifu.CodeUnavailable, "configstore: %s: %w", op, err)
-	}
+	return database.QueryError(ctx, "configstore: "+op, err)
 }

@@ -121,3 +121,19 @@ func IsCode(err error, sqlstate string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == sqlstate
 }
+
+// QueryError codes a failed query for a store's callers: the deadline passing
+// is CodeTimeout, an error reported by the server CodeInternal (a bug of
+// ours), anything else (the connection) CodeUnavailable. what names the store
+// and operation, as "kvstore: get".
+func QueryError(ctx context.Context, what string, err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return jifu.Errorf(jifu.CodeTimeout, "%s: %w", what, err)
+	case errors.As(err, &pgErr):
+		return jifu.Errorf(jifu.CodeInternal, "%s: %w", what, err)
+	default:
+		return jifu.Errorf(jifu.CodeUnavailable, "%s: %w", what, err)
+	}
+}

@@ -23,7 +23,6 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jifu-open/jifu"
@@ -256,13 +255,5 @@ func nonNil(b []byte) []byte {
 // error from the server CodeInternal (a bug of ours), anything else (the
 // connection) CodeUnavailable.
 func dbError(ctx context.Context, op string, err error) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return jifu.Errorf(jifu.CodeTimeout, "kvstore: %s: %w", op, err)
-	case errors.As(err, &pgErr):
-		return jifu.Errorf(jifu.CodeInternal, "kvstore: %s: %w", op, err)
-	default:
-		return jifu.Errorf(jifu.CodeUnavailable, "kvstore: %s: %w", op, err)
-	}
+	return database.QueryError(ctx, "kvstore: "+op, err)
 }
