@@ -83,9 +83,11 @@ func ReadAppDir(dir string) (wasm []byte, m *manifest.Manifest, err error) {
 }
 
 // LoadDir loads every app found in the subfolders of dir (each as ReadAppDir
-// expects) into set. It is how `jifu serve --dev-apps DIR` serves apps before
-// the marketplace decides which versions run.
-func (h *Host) LoadDir(ctx context.Context, dir string, set *AppSet, config func(slug string) map[string]string) error {
+// expects) into set, with the operator configuration config returns for its
+// slug (config may be nil). It is how `jifu serve --dev-apps DIR` serves apps
+// before the marketplace decides which versions run. The first folder that
+// fails stops the load with an error naming it.
+func (h *Host) LoadDir(ctx context.Context, dir string, set *AppSet, config func(ctx context.Context, slug string) (map[string]string, error)) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("host: dev apps: %w", err)
@@ -103,7 +105,9 @@ func (h *Host) LoadDir(ctx context.Context, dir string, set *AppSet, config func
 		}
 		spec := AppSpec{Wasm: wasm, Manifest: m}
 		if config != nil {
-			spec.Config = config(m.Slug)
+			if spec.Config, err = config(ctx, m.Slug); err != nil {
+				return fmt.Errorf("host: dev app %s: configuration: %w", e.Name(), err)
+			}
 		}
 		app, err := h.Load(ctx, spec)
 		if err != nil {

@@ -36,11 +36,7 @@ import (
 // readManifest parses a manifest file of the repository.
 func readManifest(tb testing.TB, path string) *manifest.Manifest {
 	tb.Helper()
-	m, ps := manifest.Parse(guesttest.ReadFile(tb, path))
-	if len(ps) > 0 {
-		tb.Fatalf("%s: %v", path, ps)
-	}
-	return m
+	return mustManifest(tb, string(guesttest.ReadFile(tb, path)))
 }
 
 var (

@@ -111,8 +111,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.registry = newRegistry(cfg.ExtraScopes)
 	h.metrics = newMetrics(cfg.Metrics)
-	// The validator compiles with the apps' settings so that Load finds the
-	// module it just validated in the cache instead of compiling it again.
+	// The validator compiles with the apps' interrupt setting, which wazero
+	// hashes into the cache key, so a Validate at upload leaves in the on-disk
+	// cache the compiled module a later Load uses.
 	h.validator = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
 		WithCloseOnContextDone(!h.cfg.DisableInterrupt))

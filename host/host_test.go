@@ -61,7 +61,7 @@ func cacheDir(t testing.TB) string {
 	return dir
 }
 
-func mustManifest(t *testing.T, js string) *manifest.Manifest {
+func mustManifest(t testing.TB, js string) *manifest.Manifest {
 	t.Helper()
 	m, ps := manifest.Parse([]byte(js))
 	if len(ps) > 0 {
@@ -467,5 +467,71 @@ func TestMemoryHighWater(t *testing.T) {
 	}
 	if got := app.Stats().Discarded; got != 3 {
 		t.Fatalf("discarded = %d, want 3: every instance is over a 1-byte high-water mark", got)
+	}
+}
+
+func TestLoadDir(t *testing.T) {
+	e := newEnv(t, host.Config{})
+	ctx := context.Background()
+	writeApp := func(dir, slug, manifestJSON string) {
+		t.Helper()
+		d := filepath.Join(dir, slug)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "app.wasm"), guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, manifest.FileName), []byte(manifestJSON), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := `{"abi":1,"slug":"dir-app","name":"D","version":"1.0.0","scopes":["storage"],"entry_points":["handle_http"]}`
+
+	dir := t.TempDir()
+	writeApp(dir, "dir-app", good)
+	if err := os.WriteFile(filepath.Join(dir, "stray-file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := host.NewAppSet()
+	defer set.Close(ctx)
+	var asked []string
+	err := e.h.LoadDir(ctx, dir, set, func(_ context.Context, slug string) (map[string]string, error) {
+		asked = append(asked, slug)
+		return map[string]string{"k": "v"}, nil
+	})
+	if err != nil || !slices.Equal(set.Slugs(), []string{"dir-app"}) || !slices.Equal(asked, []string{"dir-app"}) {
+		t.Fatalf("LoadDir: %v, slugs %v, config asked for %v", err, set.Slugs(), asked)
+	}
+	app, _ := set.App("dir-app")
+	mustGet(t, app, "", "/", 200, "neutral")
+
+	tests := []struct {
+		name, manifest string
+		config         func(context.Context, string) (map[string]string, error)
+		want           string
+	}{
+		{"bad manifest", `{"abi":1}`, nil, "manifest_field"},
+		{"configuration fails", good, func(context.Context, string) (map[string]string, error) {
+			return nil, jifu.Errorf(jifu.CodeUnavailable, "config store down")
+		}, "config store down"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeApp(dir, "broken", tt.manifest)
+			set := host.NewAppSet()
+			defer set.Close(ctx)
+			err := e.h.LoadDir(ctx, dir, set, tt.config)
+			if err == nil || !strings.Contains(err.Error(), "broken") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one naming the folder and %q", err, tt.want)
+			}
+			if len(set.Slugs()) != 0 {
+				t.Fatalf("a failed load left apps in the set: %v", set.Slugs())
+			}
+		})
+	}
+	if err := e.h.LoadDir(ctx, filepath.Join(dir, "missing"), host.NewAppSet(), nil); err == nil {
+		t.Fatal("LoadDir of a missing folder succeeded")
 	}
 }

@@ -75,15 +75,6 @@ func (r *Registry) Scope(name string) (Scope, bool) {
 	return s, ok
 }
 
-// Scopes returns every known scope.
-func (r *Registry) Scopes() []Scope {
-	out := make([]Scope, 0, len(r.scopes))
-	for _, s := range r.scopes {
-		out = append(out, s)
-	}
-	return out
-}
-
 // link instantiates, in rt, the host module holding exactly the functions app
 // may call: those without a scope and those whose scope the app was granted.
 func (h *Host) link(ctx context.Context, rt wazero.Runtime, granted func(scope string) bool) error {

@@ -89,14 +89,8 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 }
 
 // appConfig returns an app's operator configuration (secrets decrypted).
-func (p *platform) appConfig(ctx context.Context) func(slug string) map[string]string {
-	return func(slug string) map[string]string {
-		v, err := p.config.All(ctx, slug)
-		if err != nil {
-			return nil
-		}
-		return v
-	}
+func (p *platform) appConfig(ctx context.Context, slug string) (map[string]string, error) {
+	return p.config.All(ctx, slug)
 }
 
 // Close stops everything in reverse order, the private database last.
@@ -176,7 +170,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		}
 	}
 	if c.DevApps != "" {
-		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig(ctx)); err != nil {
+		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err
 		}
 	}

@@ -18,9 +18,8 @@
 // Requests, responses and events use a small length-prefixed binary form
 // (little-endian): u8 version, then fields in a fixed order, where a string or
 // byte field is a u32 length followed by the bytes. It was chosen over JSON by
-// measurement (see docs/ABI.md and docs/BENCHMARKS.md): encoding/json inside a
-// Go guest costs tens of microseconds per request, this form a few hundred
-// nanoseconds.
+// measurement (docs/BENCHMARKS.md): a request-and-response round inside a Go
+// guest costs ≈295 µs with encoding/json and ≈35 µs in this form.
 //
 //	req := abi.Request{Method: "GET", Path: "/", Body: nil}
 //	buf := req.AppendTo(nil)
