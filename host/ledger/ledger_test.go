@@ -19,6 +19,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 // refuse overdrafts, a credit-limited account and a closed one.
 type books struct {
 	l                *ledger.Ledger
+	caller           string // the test's own idempotency key space
 	bank, a, b, cap_ ledger.Account
 	closed           ledger.Account
 }
@@ -37,7 +38,7 @@ func newBooks(t testing.TB, l *ledger.Ledger) *books {
 		}
 		return a
 	}
-	bk := &books{l: l,
+	bk := &books{l: l, caller: p,
 		bank:   mk(ledger.OwnerBank, "settlement", 0),
 		a:      mk(ledger.OwnerUser, "wallet-a", ledger.DebitsMustNotExceedCredits),
 		b:      mk(ledger.OwnerUser, "wallet-b", ledger.DebitsMustNotExceedCredits),
@@ -61,7 +62,7 @@ func (bk *books) balance(t testing.TB, id int64) ledger.Balance {
 
 func (bk *books) fund(t testing.TB, acct ledger.Account, amount int64) {
 	t.Helper()
-	_, err := bk.l.Transfer(context.Background(), "test", ledger.Transfer{
+	_, err := bk.l.Transfer(context.Background(), bk.caller, ledger.Transfer{
 		ID: fmt.Sprintf("fund-%d-%d", acct.ID, ownerSeq.Add(1)), Debit: bk.bank.ID, Credit: acct.ID, Amount: amount, Code: "topup"})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func TestTransfer(t *testing.T) {
 	bk := newBooks(t, l)
 	bk.fund(t, bk.a, 10_000)
 
-	res, err := l.Transfer(ctx, "test", ledger.Transfer{ID: "pay-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 2_500,
+	res, err := l.Transfer(ctx, bk.caller, ledger.Transfer{ID: "pay-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 2_500,
 		Code: "payment", Metadata: map[string]string{"order": "o-1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestTransferRefusals(t *testing.T) {
 	l := ledger.New(dbtest.Pool(t))
 	bk := newBooks(t, l)
 	bk.fund(t, bk.a, 1_000)
-	if _, err := l.Transfer(ctx, "test", ledger.Transfer{ID: "used", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 1, Code: "payment"}); err != nil {
+	if _, err := l.Transfer(ctx, bk.caller, ledger.Transfer{ID: "used", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 1, Code: "payment"}); err != nil {
 		t.Fatal(err)
 	}
 	ok := ledger.Transfer{ID: "x", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 100, Code: "payment"}
@@ -178,26 +179,26 @@ func TestTransferRefusals(t *testing.T) {
 		want   ledger.Reason
 		code   string
 	}{
-		{"empty key", "test", with(func(t *ledger.Transfer) { t.ID = "" }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"long key", "test", with(func(t *ledger.Transfer) { t.ID = string(make([]byte, 129)) }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"zero amount", "test", with(func(t *ledger.Transfer) { t.Amount = 0 }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"negative amount", "test", with(func(t *ledger.Transfer) { t.Amount = -5 }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"same account", "test", with(func(t *ledger.Transfer) { t.Credit = t.Debit }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"bad code", "test", with(func(t *ledger.Transfer) { t.Code = "Pay Ment" }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"empty code", "test", with(func(t *ledger.Transfer) { t.Code = "" }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"timeout without hold", "test", with(func(t *ledger.Transfer) { t.Timeout = time.Second }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"hold without timeout", "test", with(func(t *ledger.Transfer) { t.Pending = true }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"empty key", bk.caller, with(func(t *ledger.Transfer) { t.ID = "" }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"long key", bk.caller, with(func(t *ledger.Transfer) { t.ID = string(make([]byte, 129)) }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"zero amount", bk.caller, with(func(t *ledger.Transfer) { t.Amount = 0 }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"negative amount", bk.caller, with(func(t *ledger.Transfer) { t.Amount = -5 }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"same account", bk.caller, with(func(t *ledger.Transfer) { t.Credit = t.Debit }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"bad code", bk.caller, with(func(t *ledger.Transfer) { t.Code = "Pay Ment" }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"empty code", bk.caller, with(func(t *ledger.Transfer) { t.Code = "" }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"timeout without hold", bk.caller, with(func(t *ledger.Transfer) { t.Timeout = time.Second }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"hold without timeout", bk.caller, with(func(t *ledger.Transfer) { t.Pending = true }), ledger.ErrInvalid, jifu.CodeInvalid},
 		{"reserved caller", ledger.SystemCaller, ok, ledger.ErrInvalid, jifu.CodeInvalid},
 		{"empty caller", "", ok, ledger.ErrInvalid, jifu.CodeInvalid},
-		{"NUL in metadata", "test", with(func(t *ledger.Transfer) { t.Metadata = map[string]string{"k": "a\x00b"} }), ledger.ErrInvalid, jifu.CodeInvalid},
-		{"missing debit", "test", with(func(t *ledger.Transfer) { t.Debit = 1 << 60 }), ledger.ErrNotFound, jifu.CodeNotFound},
-		{"missing credit", "test", with(func(t *ledger.Transfer) { t.Credit = 1 << 60 }), ledger.ErrNotFound, jifu.CodeNotFound},
-		{"overdraft", "test", with(func(t *ledger.Transfer) { t.Amount = 1_000 }), ledger.ErrInsufficientFunds, jifu.CodeConflict},
-		{"hold over funds", "test", with(func(t *ledger.Transfer) { t.Amount = 1_000; t.Pending = true; t.Timeout = time.Minute }), ledger.ErrInsufficientFunds, jifu.CodeConflict},
-		{"credit limit", "test", with(func(t *ledger.Transfer) { t.Debit = bk.bank.ID; t.Credit = bk.cap_.ID }), ledger.ErrExceedsCredits, jifu.CodeConflict},
-		{"closed credit", "test", with(func(t *ledger.Transfer) { t.Credit = bk.closed.ID }), ledger.ErrAccountClosed, jifu.CodeConflict},
-		{"closed debit", "test", with(func(t *ledger.Transfer) { t.Debit = bk.closed.ID }), ledger.ErrAccountClosed, jifu.CodeConflict},
-		{"key reused", "test", with(func(t *ledger.Transfer) { t.ID = "used" }), ledger.ErrIdempotencyConflict, jifu.CodeConflict},
+		{"NUL in metadata", bk.caller, with(func(t *ledger.Transfer) { t.Metadata = map[string]string{"k": "a\x00b"} }), ledger.ErrInvalid, jifu.CodeInvalid},
+		{"missing debit", bk.caller, with(func(t *ledger.Transfer) { t.Debit = 1 << 60 }), ledger.ErrNotFound, jifu.CodeNotFound},
+		{"missing credit", bk.caller, with(func(t *ledger.Transfer) { t.Credit = 1 << 60 }), ledger.ErrNotFound, jifu.CodeNotFound},
+		{"overdraft", bk.caller, with(func(t *ledger.Transfer) { t.Amount = 1_000 }), ledger.ErrInsufficientFunds, jifu.CodeConflict},
+		{"hold over funds", bk.caller, with(func(t *ledger.Transfer) { t.Amount = 1_000; t.Pending = true; t.Timeout = time.Minute }), ledger.ErrInsufficientFunds, jifu.CodeConflict},
+		{"credit limit", bk.caller, with(func(t *ledger.Transfer) { t.Debit = bk.bank.ID; t.Credit = bk.cap_.ID }), ledger.ErrExceedsCredits, jifu.CodeConflict},
+		{"closed credit", bk.caller, with(func(t *ledger.Transfer) { t.Credit = bk.closed.ID }), ledger.ErrAccountClosed, jifu.CodeConflict},
+		{"closed debit", bk.caller, with(func(t *ledger.Transfer) { t.Debit = bk.closed.ID }), ledger.ErrAccountClosed, jifu.CodeConflict},
+		{"key reused", bk.caller, with(func(t *ledger.Transfer) { t.ID = "used" }), ledger.ErrIdempotencyConflict, jifu.CodeConflict},
 	}
 	before := []ledger.Balance{bk.balance(t, bk.a.ID), bk.balance(t, bk.b.ID), bk.balance(t, bk.bank.ID), bk.balance(t, bk.cap_.ID)}
 	for _, tc := range cases {
@@ -216,7 +217,7 @@ func TestTransferRefusals(t *testing.T) {
 	}
 	// A refused key leaves no trace: it can be used once funds are there.
 	bk.fund(t, bk.a, 1_000)
-	if _, err := l.Transfer(ctx, "test", with(func(t *ledger.Transfer) { t.Amount = 1_000 })); err != nil {
+	if _, err := l.Transfer(ctx, bk.caller, with(func(t *ledger.Transfer) { t.Amount = 1_000 })); err != nil {
 		t.Fatalf("retry of a refused key after funding: %v", err)
 	}
 	mustCheck(t, l)
@@ -228,11 +229,11 @@ func TestIdempotentReplay(t *testing.T) {
 	bk := newBooks(t, l)
 	bk.fund(t, bk.a, 1_000)
 	tr := ledger.Transfer{ID: "k1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 300, Code: "payment", Metadata: map[string]string{"a": "1", "b": "2"}}
-	first, err := l.Transfer(ctx, "test", tr)
+	first, err := l.Transfer(ctx, bk.caller, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := l.Transfer(ctx, "test", tr)
+	again, err := l.Transfer(ctx, bk.caller, tr)
 	if err != nil || !again.Replayed || again.ID != first.ID || !again.CreatedAt.Equal(first.CreatedAt) {
 		t.Fatalf("replay: %+v, %v; first %+v", again, err, first)
 	}
@@ -250,7 +251,7 @@ func TestIdempotentReplay(t *testing.T) {
 	} {
 		c := tr
 		mod(&c)
-		if _, err := l.Transfer(ctx, "test", c); !errors.Is(err, ledger.ErrIdempotencyConflict) {
+		if _, err := l.Transfer(ctx, bk.caller, c); !errors.Is(err, ledger.ErrIdempotencyConflict) {
 			t.Errorf("changed %s: err = %v, want idempotency_conflict", name, err)
 		}
 	}
@@ -272,7 +273,7 @@ func TestWithTx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.WithTx(tx).Transfer(ctx, "test", ledger.Transfer{ID: "tx-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 400, Code: "payment"}); err != nil {
+	if _, err := l.WithTx(tx).Transfer(ctx, bk.caller, ledger.Transfer{ID: "tx-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 400, Code: "payment"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -289,10 +290,10 @@ func TestWithTx(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	lt := l.WithTx(tx)
-	if _, err := lt.Transfer(ctx, "test", ledger.Transfer{ID: "tx-2", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 5_000, Code: "payment"}); !errors.Is(err, ledger.ErrInsufficientFunds) {
+	if _, err := lt.Transfer(ctx, bk.caller, ledger.Transfer{ID: "tx-2", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 5_000, Code: "payment"}); !errors.Is(err, ledger.ErrInsufficientFunds) {
 		t.Fatalf("overdraft in tx: %v", err)
 	}
-	if _, err := lt.Transfer(ctx, "test", ledger.Transfer{ID: "tx-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 400, Code: "payment"}); err != nil {
+	if _, err := lt.Transfer(ctx, bk.caller, ledger.Transfer{ID: "tx-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 400, Code: "payment"}); err != nil {
 		t.Fatalf("after a refusal the transaction still works: %v", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT 1`); err != nil {
@@ -305,7 +306,7 @@ func TestWithTx(t *testing.T) {
 		t.Fatalf("after commit available %d, want 600", got)
 	}
 	// The committed key replays outside the transaction.
-	r, err := l.Transfer(ctx, "test", ledger.Transfer{ID: "tx-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 400, Code: "payment"})
+	r, err := l.Transfer(ctx, bk.caller, ledger.Transfer{ID: "tx-1", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 400, Code: "payment"})
 	if err != nil || !r.Replayed {
 		t.Fatalf("replay after commit: %+v, %v", r, err)
 	}
