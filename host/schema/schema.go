@@ -15,6 +15,7 @@ import (
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
+	"github.com/jifu-open/jifu/host/outbox"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -25,5 +26,6 @@ func Sets() []database.MigrationSet {
 		kvstore.Migrations,
 		audit.Migrations,
 		configstore.Migrations,
+		outbox.RiverMigrations, outbox.Migrations,
 	}
 }
