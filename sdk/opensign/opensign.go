@@ -360,7 +360,9 @@ type Secrets interface {
 type SecretsFunc func(ctx context.Context, appKey string) ([]byte, error)
 
 // Secret calls f.
-func (f SecretsFunc) Secret(ctx context.Context, appKey string) ([]byte, error) { return f(ctx, appKey) }
+func (f SecretsFunc) Secret(ctx context.Context, appKey string) ([]byte, error) {
+	return f(ctx, appKey)
+}
 
 // Nonces remembers spent nonces. Use records nonce for appKey until
 // expires and fails with CodeReplay when it is already recorded and
