@@ -15,6 +15,7 @@ import (
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
+	"github.com/jifu-open/jifu/host/nonce"
 	"github.com/jifu-open/jifu/host/outbox"
 )
 
@@ -26,6 +27,6 @@ func Sets() []database.MigrationSet {
 		kvstore.Migrations,
 		audit.Migrations,
 		configstore.Migrations,
-		outbox.RiverMigrations, outbox.Migrations,
+		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 	}
 }
