@@ -1,6 +1,9 @@
 package callback_test
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,4 +102,49 @@ func FuzzParseSignature(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v, %v", h, s2, err)
 		}
 	})
+}
+
+// TestDocsVerifyScript runs the openssl script of docs/CALLBACKS.md on a
+// callback signed now, on a tampered body and on an old signature.
+func TestDocsVerifyScript(t *testing.T) {
+	for _, tool := range []string{"bash", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make tools installs it): %v", tool, err)
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "CALLBACKS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```bash\n# verify-callback\n")
+	script, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/CALLBACKS.md has no verify-callback script")
+	}
+	body := []byte(`{"id":"evt_1","data":{"note":"a \"quoted\" line\nand another"}}` + "\n")
+	secret := []byte("whsec_docs")
+	tests := []struct {
+		name, header, body, want string
+	}{
+		{"fresh", callback.Sign(secret, time.Now(), body), string(body), "valid"},
+		{"rotation, second v1", "t=" + strconv.FormatInt(time.Now().Unix(), 10) + ",v1=" + strings.Repeat("0", 64) + "," +
+			strings.Split(callback.Sign(secret, time.Now(), body), ",")[1], string(body), "valid"},
+		{"tampered", callback.Sign(secret, time.Now(), body), strings.Replace(string(body), "evt_1", "evt_2", 1), "invalid"},
+		{"old", callback.Sign(secret, time.Now().Add(-10*time.Minute), body), string(body), "invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "body.json"), []byte(tt.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "SIG="+tt.header, "SECRET="+string(secret))
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != tt.want {
+				t.Errorf("script: %v: %s, want %s", err, out, tt.want)
+			}
+		})
+	}
 }

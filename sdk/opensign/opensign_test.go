@@ -7,6 +7,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +327,45 @@ func FuzzParseAuthorization(f *testing.F) {
 			t.Fatalf("round trip: %+v -> %+v, %v", a, b, err)
 		}
 	})
+}
+
+// TestDocsCurlExample runs the curl and openssl script of docs/OPENAPI.md
+// against a server that verifies it.
+func TestDocsCurlExample(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (make tools installs it): %v", tool, err)
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "OPENAPI.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```bash\n# sign-and-call\n")
+	script, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/OPENAPI.md has no sign-and-call script")
+	}
+	v := &opensign.Verifier{Secrets: opensign.SecretsFunc(func(_ context.Context, k string) ([]byte, error) {
+		if k == "ak_test_123" {
+			return []byte("sk_test_456"), nil
+		}
+		return nil, jifu.Errorf(jifu.CodeNotFound, "no key")
+	})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		app, err := v.Verify(r)
+		if err != nil {
+			http.Error(w, jifu.ErrorCode(err)+": "+err.Error(), opensign.Status(jifu.ErrorCode(err)))
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "verified "+app+" "+r.Method+" "+r.URL.Path+" "+string(b))
+	}))
+	defer srv.Close()
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "BASE="+srv.URL)
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != `verified ak_test_123 POST /openapi/v1/payments {"amount":1999,"subject":"order A1001"}` {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
 }
