@@ -3,6 +3,7 @@ package nonce_test
 import (
 	"context"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -140,6 +141,19 @@ func TestVerifierReplay(t *testing.T) {
 	for _, st := range steps {
 		if err := request(st.secret, st.nonce, st.body, st.at); jifu.ErrorCode(err) != st.code {
 			t.Errorf("%s: %v, want %q", st.name, err, st.code)
+		}
+	}
+}
+
+// BenchmarkUse measures spending one nonce (one INSERT round trip).
+func BenchmarkUse(b *testing.B) {
+	ctx := context.Background()
+	s := nonce.New(dbtest.Pool(b))
+	exp := time.Now().Add(time.Minute)
+	prefix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	for i := 0; b.Loop(); i++ {
+		if err := s.Use(ctx, "ak_bench", prefix+"-"+strconv.Itoa(i), exp); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
