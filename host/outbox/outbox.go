@@ -329,12 +329,16 @@ type deliverWorker struct {
 }
 
 func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
-	return w.o.deliver(ctx, job.Args, job.Attempt >= job.MaxAttempts)
+	return w.o.Deliver(ctx, job.Args, job.Attempt >= job.MaxAttempts)
 }
 
-// deliver makes one attempt of one delivery and records it. final marks the
-// job's last attempt: failing it makes the delivery dead.
-func (o *Outbox) deliver(ctx context.Context, args DeliverArgs, final bool) error {
+// Deliver makes one attempt of one delivery with this Outbox's sink and
+// records it (attempt row, delivery state). final marks the last attempt:
+// failing it makes the delivery dead. It returns nil when the sink
+// acknowledged or the delivery was already delivered, and the sink's error
+// otherwise. River's worker calls it; so can a Lambda handler fed from
+// another queue.
+func (o *Outbox) Deliver(ctx context.Context, args DeliverArgs, final bool) error {
 	sink, ok := o.sinks[args.Sink]
 	if !ok {
 		// A job from a process configured with other sinks: not ours to drop.
