@@ -52,12 +52,15 @@ func TestDeliver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got *http.Request
-			var gotBody []byte
+			type seen struct {
+				r    *http.Request
+				body []byte
+			}
+			seenc := make(chan seen, 1)
 			release := make(chan struct{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got = r.Clone(context.Background())
-				gotBody, _ = io.ReadAll(r.Body)
+				b, _ := io.ReadAll(r.Body)
+				seenc <- seen{r.Clone(context.Background()), b}
 				if tt.hang {
 					select {
 					case <-release:
@@ -81,7 +84,12 @@ func TestDeliver(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), tt.errHas) {
 				t.Errorf("error %q lacks %q", err, tt.errHas)
 			}
-			if got == nil {
+			var got *http.Request
+			var gotBody []byte
+			select {
+			case sn := <-seenc:
+				got, gotBody = sn.r, sn.body
+			case <-time.After(10 * time.Second):
 				t.Fatal("receiver saw nothing")
 			}
 			if got.Method != "POST" || got.URL.Path != "/notify" || got.URL.RawQuery != "x=1" ||
