@@ -76,7 +76,11 @@ func TestDeliver(t *testing.T) {
 			}))
 			defer srv.Close()
 			defer close(release)
-			status, err := callback.Deliver(context.Background(), callback.NewHTTPClient(300*time.Millisecond),
+			timeout := 10 * time.Second // generous: the machine may be loaded
+			if tt.hang {
+				timeout = 300 * time.Millisecond
+			}
+			status, err := callback.Deliver(context.Background(), callback.NewHTTPClient(timeout),
 				callback.Target{URL: srv.URL + "/notify?x=1", Secret: secret, Legacy: tt.legacy}, testEvent("evt_d1"), now)
 			if jifu.ErrorCode(err) != tt.code || status != tt.wantStatus {
 				t.Fatalf("Deliver = %d, %v; want %d, code %q", status, err, tt.wantStatus, tt.code)

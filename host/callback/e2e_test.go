@@ -173,7 +173,7 @@ func TestFlakyReceiver(t *testing.T) {
 
 	ob, err := outbox.New(outbox.Config{
 		Pool: pool, Queue: "flaky", Logger: quiet, Workers: 8, FetchPollInterval: 100 * time.Millisecond,
-		Sinks:    map[string]outbox.Sink{callback.SinkWebhook: &callback.Webhook{Targets: fixedTargets{srv.URL}, Client: callback.NewHTTPClient(250 * time.Millisecond)}},
+		Sinks:    map[string]outbox.Sink{callback.SinkWebhook: &callback.Webhook{Targets: fixedTargets{srv.URL}, Client: callback.NewHTTPClient(400 * time.Millisecond)}},
 		Schedule: []time.Duration{20 * time.Millisecond}, MaxAttempts: 25, // 0.5^25: never dead in practice
 	})
 	if err != nil {
@@ -223,7 +223,9 @@ func TestFlakyReceiver(t *testing.T) {
 			t.Errorf("delivery %+v", d)
 		}
 	}
-	if attempts != requests {
+	// An attempt that timed out before the receiver read it is recorded
+	// but never seen: at least as many attempts as requests.
+	if attempts < requests {
 		t.Errorf("recorded %d attempts, receiver saw %d requests", attempts, requests)
 	}
 	t.Logf("%d events, %d requests", n, requests)
