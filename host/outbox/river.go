@@ -31,7 +31,9 @@ func riverFS() fs.FS {
 	}
 	files := fstest.MapFS{}
 	for _, v := range m.AllVersions() {
-		files[fmt.Sprintf("%05d_river_%s.sql", v.Version, strings.ReplaceAll(v.Name, " ", "_"))] = &fstest.MapFile{
+		// Named by version only: River's names ("pending and more") read
+		// like a state in `jifu migrate status`.
+		files[fmt.Sprintf("%05d_river.sql", v.Version)] = &fstest.MapFile{
 			Data: []byte(gooseRiverFile(v.Version, v.SQLUp, v.SQLDown)),
 		}
 	}
