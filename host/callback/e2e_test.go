@@ -233,9 +233,25 @@ func TestFlakyReceiver(t *testing.T) {
 
 // TestKilledMidDelivery runs the delivery worker in a child process, kills
 // it (SIGKILL) while the receiver holds its request, and checks that the
-// event still arrives once River's rescuer (here in this process, set to
-// rescue after a second) puts the job back.
+// event still arrives: River's rescuer (here in this process, set to rescue
+// after a second) puts the job back on the schedule; when the kill hit the
+// last attempt, the delivery shows as dead and a replay delivers it.
 func TestKilledMidDelivery(t *testing.T) {
+	tests := []struct {
+		name        string
+		maxAttempts int
+	}{
+		{"attempts left: retried", 0},
+		{"last attempt: dead, then replayed", 1},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			killMidDelivery(t, fmt.Sprintf("killed%d", i), fmt.Sprintf("killed-%d", i), tt.maxAttempts)
+		})
+	}
+}
+
+func killMidDelivery(t *testing.T, queue, eventID string, maxAttempts int) {
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
 	rc := newReceiver(t, func(id string, n int) string {
@@ -246,14 +262,13 @@ func TestKilledMidDelivery(t *testing.T) {
 	})
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
-	const queue = "killed"
 	sinks := map[string]outbox.Sink{callback.SinkWebhook: &callback.Webhook{Targets: fixedTargets{srv.URL}, Client: callback.NewHTTPClient(time.Second)}}
 
-	writer, err := outbox.New(outbox.Config{Pool: pool, Queue: queue, Logger: quiet, Sinks: sinks})
+	writer, err := outbox.New(outbox.Config{Pool: pool, Queue: queue, Logger: quiet, Sinks: sinks, MaxAttempts: maxAttempts})
 	if err != nil {
 		t.Fatal(err)
 	}
-	enqueueAll(t, pool, writer, []outbox.Event{{ID: "killed-1", App: "acme", Type: "payment.succeeded"}})
+	enqueueAll(t, pool, writer, []outbox.Event{{ID: eventID, App: "acme", Type: "payment.succeeded"}})
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=1", envDB+"="+dbtest.URL(t), envTarget+"="+srv.URL, envQueue+"="+queue)
@@ -289,7 +304,7 @@ func TestKilledMidDelivery(t *testing.T) {
 		state       string
 		attemptedAt time.Time
 	)
-	if err := pool.QueryRow(ctx, `SELECT state, attempted_at FROM river_job WHERE args->>'event_id' = 'killed-1'`).Scan(&state, &attemptedAt); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT state, attempted_at FROM river_job WHERE args->>'event_id' = $1`, eventID).Scan(&state, &attemptedAt); err != nil {
 		t.Fatal(err)
 	}
 	if state != "running" {
@@ -301,6 +316,7 @@ func TestKilledMidDelivery(t *testing.T) {
 	rescuer, err := outbox.New(outbox.Config{
 		Pool: pool, Queue: queue, Logger: quiet, Sinks: sinks, FetchPollInterval: 100 * time.Millisecond,
 		JobTimeout: time.Second, RescueAfter: time.Second, Schedule: []time.Duration{10 * time.Millisecond},
+		MaxAttempts: maxAttempts,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -309,22 +325,35 @@ func TestKilledMidDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rescuer.Stop(context.Background())
-	var d outbox.Delivery
-	waitFor(t, 30*time.Second, "the rescued delivery", func() bool {
+	find := func() outbox.Delivery {
 		ds, err := rescuer.List(ctx, outbox.ListFilter{App: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, x := range ds {
-			if x.EventID == "killed-1" {
-				d = x
+			if x.EventID == eventID {
+				return x
 			}
 		}
-		return err == nil && d.State == outbox.StateDelivered
-	})
+		t.Fatalf("no delivery of %s", eventID)
+		return outbox.Delivery{}
+	}
+	if maxAttempts == 1 {
+		waitFor(t, 30*time.Second, "the lost last attempt to show as dead", func() bool { return find().State == outbox.StateDead })
+		if d := find(); d.LastError != outbox.LostMessage || d.Attempts != 0 {
+			t.Errorf("dead delivery %+v", d)
+		}
+		if err := rescuer.Replay(ctx, "acme", eventID, callback.SinkWebhook); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the rescued delivery", func() bool { return find().State == outbox.StateDelivered })
 	effects, requests, _ := rc.snapshot()
-	if effects["killed-1"] != 1 || requests != 2 {
+	if effects[eventID] != 1 || requests != 2 {
 		t.Errorf("effects %v after %d requests, want one effect after 2", effects, requests)
 	}
 	// The killed attempt left no record; the rescued one did.
-	if d.Attempts != 1 || d.LastStatus != 200 {
+	if d := find(); d.Attempts != 1 || d.LastStatus != 200 || d.LastError != "" {
 		t.Errorf("delivery %+v", d)
 	}
 }

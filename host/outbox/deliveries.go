@@ -66,6 +66,9 @@ func (o *Outbox) List(ctx context.Context, f ListFilter) ([]Delivery, error) {
 		f.Limit = 50
 	}
 	f.Limit = min(f.Limit, 500)
+	if err := o.reconcile(ctx, f.App); err != nil {
+		return nil, err
+	}
 	var before any
 	if !f.Before.IsZero() {
 		before = f.Before
@@ -165,13 +168,35 @@ func (o *Outbox) Replay(ctx context.Context, app, eventID, sink string) error {
 		if state == StatePending {
 			return jifu.Errorf(jifu.CodeConflict, "outbox: the %s delivery of event %s is still pending", sink, eventID)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE outbox_deliveries SET state = 'pending' WHERE event_id = $1 AND sink = $2`,
-			eventID, sink); err != nil {
-			return database.QueryError(ctx, "outbox: replay", err)
-		}
-		if _, err := o.client.InsertTx(ctx, tx, DeliverArgs{EventID: eventID, Sink: sink}, o.insertOpts()); err != nil {
+		res, err := o.client.InsertTx(ctx, tx, DeliverArgs{EventID: eventID, Sink: sink}, o.insertOpts())
+		if err != nil {
 			return jifu.Errorf(jifu.CodeUnavailable, "outbox: replay: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE outbox_deliveries SET state = 'pending', job_id = $3 WHERE event_id = $1 AND sink = $2`,
+			eventID, sink, res.Job.ID); err != nil {
+			return database.QueryError(ctx, "outbox: replay", err)
 		}
 		return nil
 	})
+}
+
+// LostMessage is the last error of a delivery whose job River gave up on
+// without a recorded final attempt.
+const LostMessage = "outbox: the worker was lost during the last attempt"
+
+// reconcile marks dead the pending deliveries of app whose River job ended
+// without the worker recording the end: River's rescuer discards a job
+// whose worker died (crash, kill) during its last attempt, and its cleaner
+// later deletes the row. A delivery whose job is done (or gone) cannot be
+// pending any more.
+func (o *Outbox) reconcile(ctx context.Context, app string) error {
+	_, err := o.pool.Exec(ctx, `
+		UPDATE outbox_deliveries d SET state = 'dead', last_error = $2
+		WHERE d.app = $1 AND d.state = 'pending' AND d.job_id IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = d.job_id
+				AND j.state NOT IN ('completed', 'discarded', 'cancelled'))`, app, LostMessage)
+	if err != nil {
+		return database.QueryError(ctx, "outbox: reconcile", err)
+	}
+	return nil
 }

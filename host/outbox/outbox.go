@@ -303,8 +303,15 @@ func (o *Outbox) Enqueue(ctx context.Context, tx pgx.Tx, ev Event) (created bool
 		}
 		params = append(params, river.InsertManyParams{Args: DeliverArgs{EventID: ev.ID, Sink: sink}, InsertOpts: o.insertOpts()})
 	}
-	if _, err := o.client.InsertManyTx(ctx, tx, params); err != nil {
+	res, err := o.client.InsertManyTx(ctx, tx, params)
+	if err != nil {
 		return false, jifu.Errorf(jifu.CodeUnavailable, "outbox: enqueue delivery jobs: %w", err)
+	}
+	for i, r := range res {
+		if _, err := tx.Exec(ctx, `UPDATE outbox_deliveries SET job_id = $3 WHERE event_id = $1 AND sink = $2`,
+			ev.ID, o.names[i], r.Job.ID); err != nil {
+			return false, database.QueryError(ctx, "outbox: enqueue", err)
+		}
 	}
 	return true, nil
 }

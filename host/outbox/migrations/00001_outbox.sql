@@ -24,6 +24,7 @@ CREATE TABLE outbox_deliveries (
     last_attempt_at timestamptz,
     delivered_at    timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    job_id          bigint,     -- the River job of the current run (river_job.id)
     PRIMARY KEY (event_id, sink)
 );
 CREATE INDEX outbox_deliveries_app_state ON outbox_deliveries (app, state, created_at DESC);
