@@ -31,7 +31,8 @@ func startCallbacks(ctx context.Context, e *env, p *platform) (*outbox.Outbox, f
 			},
 			callback.SinkOnEvent: &callback.OnEvent{Apps: callback.AppSetDispatcher{Apps: p.apps}},
 		},
-		Logger: riverLogger(e.log),
+		Logger:  riverLogger(e.log),
+		Metrics: p.metrics,
 	})
 	if err != nil {
 		return nil, nil, err

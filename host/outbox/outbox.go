@@ -41,6 +41,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
@@ -160,6 +161,9 @@ type Config struct {
 	LeaderElectionDisabled bool
 	Now                    func() time.Time // the retry policy's clock; time.Now
 	Logger                 *slog.Logger     // slog.Default()
+	// Metrics, when set, receives jifu_outbox_attempts_total{sink,outcome}
+	// and jifu_outbox_attempt_seconds{sink}.
+	Metrics prometheus.Registerer
 }
 
 // Outbox writes events and runs their delivery. It is safe for concurrent
@@ -173,6 +177,7 @@ type Outbox struct {
 	queue  string
 	max    int
 	log    *slog.Logger
+	met    *metrics
 }
 
 // New builds an Outbox and its River client; Start runs the workers.
@@ -191,6 +196,11 @@ func New(cfg Config) (*Outbox, error) {
 		o.names = append(o.names, name)
 	}
 	sort.Strings(o.names)
+	met, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, jifu.Errorf(jifu.CodeInvalid, "outbox: metrics: %w", err)
+	}
+	o.met = met
 	if o.queue == "" {
 		o.queue = DefaultQueue
 	}
@@ -382,6 +392,9 @@ func (o *Outbox) Deliver(ctx context.Context, args DeliverArgs, final bool) erro
 			newState = StateDead
 		}
 	}
+	outcome := map[string]string{StateDelivered: "delivered", StatePending: "failed", StateDead: "dead"}[newState]
+	o.met.attempts.WithLabelValues(args.Sink, outcome).Inc()
+	o.met.duration.WithLabelValues(args.Sink).Observe(elapsed.Seconds())
 	// Record even when ctx ended (job timeout, shutdown): the attempt happened.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
@@ -369,9 +371,11 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		}
 		return fmt.Errorf("HTTP 503 on try %d", n)
 	}}
+	reg := prometheus.NewRegistry()
 	ob := start(t, outbox.Config{
 		Sinks:    map[string]outbox.Sink{"webhook": rec},
 		Schedule: []time.Duration{10 * time.Millisecond}, MaxAttempts: 3,
+		Metrics: reg,
 	})
 	enqueue(t, pool, ob, outbox.Event{ID: "dead-1", App: "acme", Type: "payment.succeeded"})
 	waitFor(t, "a dead letter", func() bool { return delivery(t, ob, "acme", "dead-1").State == outbox.StateDead })
@@ -418,6 +422,16 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	}
 	if n := rec.count("dead-1"); n != 4 {
 		t.Errorf("sink saw %d attempts, want 4", n)
+	}
+	want := `
+# HELP jifu_outbox_attempts_total Event delivery attempts by sink and outcome (delivered, failed, dead).
+# TYPE jifu_outbox_attempts_total counter
+jifu_outbox_attempts_total{outcome="dead",sink="webhook"} 1
+jifu_outbox_attempts_total{outcome="delivered",sink="webhook"} 1
+jifu_outbox_attempts_total{outcome="failed",sink="webhook"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "jifu_outbox_attempts_total"); err != nil {
+		t.Error(err)
 	}
 }
 
