@@ -22,6 +22,10 @@ tools:
 	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y wabt >/dev/null || \
 	    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y wabt >/dev/null; }; \
 	  else sudo apt-get install -y wabt; fi; }
+	@{ command -v curl && command -v openssl; } >/dev/null 2>&1 || { echo "installing curl and openssl (the docs' signature scripts are tested)"; \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y curl openssl >/dev/null || \
+	    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y curl openssl >/dev/null; }; \
+	  else sudo apt-get install -y curl openssl; fi; }
 
 $(BIN): FORCE
 	$(GO) build -o $(BIN) ./cmd/jifu

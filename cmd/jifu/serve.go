@@ -178,6 +178,11 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			return err
 		}
 	}
+	_, stopCallbacks, err := startCallbacks(ctx, e, p)
+	if err != nil {
+		return err
+	}
+	defer stopCallbacks()
 	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev})
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

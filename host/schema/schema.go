@@ -16,6 +16,8 @@ import (
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/host/nonce"
+	"github.com/jifu-open/jifu/host/outbox"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -27,5 +29,6 @@ func Sets() []database.MigrationSet {
 		audit.Migrations,
 		configstore.Migrations,
 		ledger.Migrations,
+		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 	}
 }
