@@ -15,6 +15,8 @@ import (
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
+	"github.com/jifu-open/jifu/host/notify"
+	"github.com/jifu-open/jifu/marketplace"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -25,5 +27,6 @@ func Sets() []database.MigrationSet {
 		kvstore.Migrations,
 		audit.Migrations,
 		configstore.Migrations,
+		notify.Migrations, marketplace.Migrations,
 	}
 }
