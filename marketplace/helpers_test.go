@@ -2,8 +2,8 @@ package marketplace_test
 
 import (
 	"context"
-	"encoding/hex"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,4 +158,14 @@ func countFiles(t *testing.T, dir string) int {
 		return nil
 	})
 	return n
+}
+
+func hostCaller(user string) host.Caller { return host.Caller{User: user} }
+
+// uniquePhone returns a fresh mobile number.
+func uniquePhone() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	n := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) % 100000000
+	return fmt.Sprintf("139%08d", n)
 }
