@@ -67,7 +67,10 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		_ = svc.Close(ctx)
 		_ = h.Close(ctx)
 	})
-	e := &env{t: t, svc: svc, host: h, consents: consents, outbox: outbox, artifacts: cfg.Artifacts.(*marketplace.FSArtifacts).Dir, devPass: "correct horse battery"}
+	e := &env{t: t, svc: svc, host: h, consents: consents, outbox: outbox, devPass: "correct horse battery"}
+	if fs, ok := cfg.Artifacts.(*marketplace.FSArtifacts); ok {
+		e.artifacts = fs.Dir
+	}
 	admin, err := svc.CreateStaff(ctx, marketplace.System, unique("admin")+"@jifu.test", "Admin", "admin password 1", marketplace.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
