@@ -314,7 +314,7 @@ func (s *Service) Rollback(ctx context.Context, by Actor, appID int64, reason st
 		if err != nil && err != pgx.ErrNoRows {
 			return err
 		}
-		vs, err := s.versions(ctx, `v.id = $1`, *prev)
+		vs, err := s.versionsQ(ctx, tx, `v.id = $1`, *prev)
 		if err != nil || len(vs) == 0 {
 			return jifu.Errorf(jifu.CodeInternal, "marketplace: previous version %d of %s is gone: %v", *prev, app.Slug, err)
 		}
