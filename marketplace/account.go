@@ -260,3 +260,36 @@ func (s *Service) Account(ctx context.Context, by Actor, id int64) (*Account, er
 	}
 	return &a, nil
 }
+
+// AccountByEmail returns the account with email. Admins and System only
+// (seeding, support).
+func (s *Service) AccountByEmail(ctx context.Context, by Actor, email string) (*Account, error) {
+	if !by.Is(RoleAdmin, RoleSystem) {
+		return nil, denied("only admins look accounts up")
+	}
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM mp_accounts WHERE email = $1`, strings.ToLower(strings.TrimSpace(email))).Scan(&id)
+	if err != nil {
+		return nil, s.dbErr(ctx, "account "+email, err)
+	}
+	return s.Account(ctx, by, id)
+}
+
+// SetPassword replaces an account's password: its own, or any for admins
+// and System. Existing sessions stay.
+func (s *Service) SetPassword(ctx context.Context, by Actor, id int64, password string) error {
+	if by.AccountID != id && !by.Is(RoleAdmin, RoleSystem) {
+		return denied("not your account")
+	}
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+	if err != nil {
+		return jifu.Errorf(jifu.CodeInternal, "marketplace: hash password: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE mp_accounts SET password_hash = $2 WHERE id = $1`, id, string(hash)); err != nil {
+		return s.dbErr(ctx, "set password", err)
+	}
+	return nil
+}
