@@ -48,7 +48,7 @@ type platform struct {
 	// the marketplace's grants; market is set by startMarketplace.
 	consents *marketplace.Consents
 	market   *marketplaceParts
-	ready   func(context.Context) error
+	ready    func(context.Context) error
 }
 
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
