@@ -123,6 +123,9 @@ func (m *marketplaceParts) evaluateReleases(ctx context.Context, e *env, interva
 		if _, err := m.svc.EvaluateReleases(ctx); err != nil && ctx.Err() == nil {
 			e.log.Warn("evaluating gray releases failed", "err", err)
 		}
+		if err := m.svc.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("purging expired sessions failed", "err", err)
+		}
 	}
 }
 
