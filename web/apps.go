@@ -16,9 +16,11 @@ import (
 
 // appHandler routes /apps/{slug}/rest to the app's handle_http with Path "/rest".
 type appHandler struct {
-	apps Apps
-	log  *slog.Logger
-	dev  bool
+	apps     Apps
+	resolver Resolver
+	user     func(*http.Request) string
+	log      *slog.Logger
+	dev      bool
 }
 
 // Request headers an app never sees: the platform's own credentials and
@@ -37,10 +39,29 @@ var forbiddenResponseHeaders = map[string]bool{
 
 func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	slug := chi.URLParam(r, "slug")
-	app, ok := h.apps.App(slug)
-	if !ok {
-		writeError(w, r, h.log, jifu.Errorf(jifu.CodeNotFound, "no app %q", slug))
-		return
+	var user string
+	switch {
+	case h.dev:
+		user = r.Header.Get("X-Jifu-User")
+	case h.user != nil:
+		user = h.user(r)
+	}
+	var (
+		app  *host.App
+		done func(status int, err error)
+	)
+	if h.resolver != nil {
+		var err error
+		if app, done, err = h.resolver.Resolve(r.Context(), slug, user); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+	} else {
+		var ok bool
+		if app, ok = h.apps.App(slug); !ok {
+			writeError(w, r, h.log, jifu.Errorf(jifu.CodeNotFound, "no app %q", slug))
+			return
+		}
 	}
 	limit := int64(app.Limits().RequestBytes)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -67,11 +88,15 @@ func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Headers = append(req.Headers, abi.Header{Name: name, Value: v})
 		}
 	}
-	caller := host.Caller{RequestID: r.Header.Get("X-Request-Id")}
-	if h.dev {
-		caller.User = r.Header.Get("X-Jifu-User")
-	}
+	caller := host.Caller{RequestID: r.Header.Get("X-Request-Id"), User: user}
 	resp, err := app.HandleHTTP(r.Context(), caller, req)
+	if done != nil {
+		status := 0
+		if resp != nil {
+			status = resp.Status
+		}
+		done(status, err)
+	}
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return

@@ -37,6 +37,19 @@ type Deps struct {
 	// enable it where the server is reachable by others; the store's session
 	// replaces it (marketplace issue).
 	DevMode bool
+	// Resolver, when set, picks the version serving each user through the
+	// marketplace's releases (gray, segment, sticky) instead of Apps.
+	Resolver Resolver
+	// User returns the store user (marketplace.UserRef) a request acts for,
+	// from its session; "" for an anonymous visitor. Unused in DevMode.
+	User func(*http.Request) string
+}
+
+// Resolver picks the app version serving a user and returns a done
+// function to call with the response status and error once the request is
+// over (the release statistics). marketplace.Serving implements it.
+type Resolver interface {
+	Resolve(ctx context.Context, slug, user string) (app *host.App, done func(status int, err error), err error)
 }
 
 // New builds the handler.
@@ -64,7 +77,7 @@ func New(d Deps) http.Handler {
 	if d.Metrics != nil {
 		r.Handle("/metrics", promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}))
 	}
-	ah := &appHandler{apps: d.Apps, log: d.Logger, dev: d.DevMode}
+	ah := &appHandler{apps: d.Apps, resolver: d.Resolver, user: d.User, log: d.Logger, dev: d.DevMode}
 	r.Get("/apps/{slug}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, r.URL.Path+"/", http.StatusMovedPermanently)
 	})

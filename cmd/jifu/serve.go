@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -22,12 +23,14 @@ import (
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/web"
 )
 
 type serveCmd struct {
 	Addr    string `default:"${default_addr}" env:"JIFU_ADDR" help:"Address to listen on."`
-	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json)."`
+	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json) directly, bypassing the marketplace's releases."`
+	Plugins string `name:"plugins" type:"path" default:"build/apps" env:"JIFU_PLUGINS" help:"First-party apps to publish through the marketplace when seeding (DIR/<slug>/app.wasm + jifu.json)."`
 	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
 }
@@ -42,7 +45,12 @@ type platform struct {
 	config  *configstore.Store
 	ledger  *ledger.Ledger
 	metrics *prometheus.Registry
-	ready   func(context.Context) error
+	pgpool  *pgxpool.Pool
+	// consents answers the host's consent checks (outside dev mode) and
+	// the marketplace's grants; market is set by startMarketplace.
+	consents *marketplace.Consents
+	market   *marketplaceParts
+	ready    func(context.Context) error
 }
 
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
@@ -63,6 +71,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		return nil, err
 	}
 	p.pool = pool
+	p.pgpool = pool
 	p.ready = pool.Ping
 	key, err := masterKey(e)
 	if err != nil {
@@ -73,7 +82,8 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	}
 	p.audit = audit.New(pool, e.log)
 	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
-	var consent host.ConsentChecker = host.DenyAll{}
+	p.consents = marketplace.NewConsents(pool)
+	var consent host.ConsentChecker = p.consents
 	if dev {
 		consent = host.AllowAll{}
 	}
@@ -100,6 +110,9 @@ func (p *platform) appConfig(ctx context.Context, slug string) (map[string]strin
 func (p *platform) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if p.market != nil {
+		p.market.close(ctx)
+	}
 	if p.apps != nil {
 		_ = p.apps.Close(ctx)
 	}
@@ -173,9 +186,24 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		}
 	}
 	defer startHoldExpiry(ctx, p.ledger, e.log)()
+	if err := p.startMarketplace(ctx, e); err != nil {
+		return err
+	}
+	var logins []string
+	if c.Seed {
+		if logins, err = p.seedMarketplace(ctx, e, c.Plugins); err != nil {
+			return fmt.Errorf("seeding the marketplace: %w", err)
+		}
+	}
+	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev}
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err
+		}
+	} else {
+		deps.Resolver, deps.User = p.market.serving, p.market.storeUser
+		if err := p.market.serving.Preload(ctx); err != nil {
+			e.log.Warn("preloading released apps failed; they load on first request", "err", err)
 		}
 	}
 	_, stopCallbacks, err := startCallbacks(ctx, e, p)
@@ -183,7 +211,8 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		return err
 	}
 	defer stopCallbacks()
-	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev})
+	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
+	handler := web.New(deps)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
@@ -199,6 +228,14 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	fmt.Fprintf(e.stdout, "Jifu Open Platform serving on %s\n", base)
 	for _, slug := range p.apps.Slugs() {
 		fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
+	}
+	if c.DevApps == "" {
+		for _, slug := range p.market.released(ctx) {
+			fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
+		}
+	}
+	for _, l := range logins {
+		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}
 	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
 

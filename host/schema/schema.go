@@ -17,7 +17,9 @@ import (
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/nonce"
+	"github.com/jifu-open/jifu/host/notify"
 	"github.com/jifu-open/jifu/host/outbox"
+	"github.com/jifu-open/jifu/marketplace"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -30,5 +32,6 @@ func Sets() []database.MigrationSet {
 		configstore.Migrations,
 		ledger.Migrations,
 		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
+		notify.Migrations, marketplace.Migrations,
 	}
 }
