@@ -16,6 +16,7 @@ import (
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/host/payment"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -27,5 +28,6 @@ func Sets() []database.MigrationSet {
 		audit.Migrations,
 		configstore.Migrations,
 		ledger.Migrations,
+		payment.Migrations,
 	}
 }
