@@ -83,10 +83,10 @@ type Intent struct {
 	Amount      int64  // fen
 	Description string
 	State       State
-	Method      string  // balance, credit, combined; "" until confirmed
-	Parts       []Part  // the split, once confirmed
-	Refunded    int64   // fen that went back to the user
-	Failure     string  // why it failed, for people
+	Method      string // balance, credit, combined; "" until confirmed
+	Parts       []Part // the split, once confirmed
+	Refunded    int64  // fen that went back to the user
+	Failure     string // why it failed, for people
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 	ConfirmedAt time.Time // zero until confirmed
