@@ -8,38 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/database/dbtest"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/payment"
+	"github.com/jifu-open/jifu/host/payment/paymenttest"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
-
-// tableEvents is the test's Events: a PostgreSQL table written in the
-// publishing transaction, as host/outbox does.
-type tableEvents struct{}
-
-var eventsOnce sync.Once
-
-func (tableEvents) Publish(ctx context.Context, tx pgx.Tx, ev payment.Event) error {
-	_, err := tx.Exec(ctx, `INSERT INTO test_payment_events (id, type, app, user_id, intent_id, payload)
-		VALUES ($1, $2, $3, $4, $5, $6)`, ev.ID, ev.Type, ev.App, ev.User, ev.IntentID, ev.Payload)
-	return err
-}
-
-func createEventsTable(t testing.TB, pool *pgxpool.Pool) {
-	eventsOnce.Do(func() {
-		if _, err := pool.Exec(context.Background(), `CREATE TABLE IF NOT EXISTS test_payment_events (
-			id text PRIMARY KEY, type text NOT NULL, app text NOT NULL, user_id text NOT NULL,
-			intent_id text NOT NULL, payload jsonb NOT NULL)`); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
 
 // clock is a settable test clock shared by the ledger and the service.
 type clock struct {
@@ -58,6 +36,7 @@ type env struct {
 	clk  *clock
 	l    *ledger.Ledger
 	svc  *payment.Service
+	evs  *paymenttest.Events
 	app  string
 	bank ledger.Account
 	n    atomic.Int64
@@ -68,10 +47,10 @@ type envOption func(*payment.Config)
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	pool := dbtest.Pool(t)
-	createEventsTable(t, pool)
+	evs := paymenttest.NewEvents(t, pool)
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	l := ledger.New(pool, ledger.WithClock(clk.Now))
-	cfg := payment.Config{Pool: pool, Ledger: l, Events: tableEvents{}, Clock: clk.Now}
+	cfg := payment.Config{Pool: pool, Ledger: l, Events: evs, Clock: clk.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -79,7 +58,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: context.Background(), pool: pool, clk: clk, l: l, svc: svc, app: "app-" + sanitize(t.Name())}
+	e := &env{t: t, ctx: context.Background(), pool: pool, clk: clk, l: l, svc: svc, evs: evs, app: "app-" + sanitize(t.Name())}
 	e.bank, err = l.CreateAccount(e.ctx, ledger.AccountSpec{Owner: ledger.Owner{Type: ledger.OwnerBank, ID: "test"}, Name: "settlement"})
 	if err != nil {
 		t.Fatal(err)
@@ -151,34 +130,18 @@ func (e *env) create(user string, amount int64, key string) payment.Intent {
 }
 
 // events returns the types of the events published about intent id, in order.
-func (e *env) events(id string) []string {
-	e.t.Helper()
-	rows, err := e.pool.Query(e.ctx, `SELECT type FROM test_payment_events WHERE intent_id = $1 ORDER BY type`, id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
-}
+func (e *env) events(id string) []string { return e.evs.Types(e.t, id) }
 
 // eventBodies returns the decoded payloads of intent id's events of type typ.
 func (e *env) eventBodies(id, typ string) []payment.EventBody {
 	e.t.Helper()
-	rows, err := e.pool.Query(e.ctx, `SELECT payload FROM test_payment_events WHERE intent_id = $1 AND type = $2`, id, typ)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	raw, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []payment.EventBody
-	for _, b := range raw {
+	for _, ev := range e.evs.Of(e.t, id) {
+		if ev.Type != typ {
+			continue
+		}
 		var body payment.EventBody
-		if err := json.Unmarshal(b, &body); err != nil {
+		if err := json.Unmarshal(ev.Payload, &body); err != nil {
 			e.t.Fatal(err)
 		}
 		out = append(out, body)
