@@ -41,6 +41,7 @@ type platform struct {
 	apps    *host.AppSet
 	config  *configstore.Store
 	ledger  *ledger.Ledger
+	pay     *payments
 	metrics *prometheus.Registry
 	ready   func(context.Context) error
 }
@@ -73,6 +74,9 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	}
 	p.audit = audit.New(pool, e.log)
 	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
+	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log); err != nil {
+		return nil, err
+	}
 	var consent host.ConsentChecker = host.DenyAll{}
 	if dev {
 		consent = host.AllowAll{}
@@ -81,6 +85,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
 		Logger:   e.log,
 		KV:       kvstore.New(pool),
+		Payments: p.pay.svc,
 		Audit:    p.audit,
 		Consent:  consent,
 		Metrics:  p.metrics,
@@ -158,7 +163,10 @@ func seed(ctx context.Context, p *platform) error {
 	} else if err != nil {
 		return err
 	}
-	return seedLedger(ctx, p.ledger)
+	if err := seedLedger(ctx, p.ledger); err != nil {
+		return err
+	}
+	return seedPayments(ctx, p.pay)
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
@@ -173,12 +181,13 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		}
 	}
 	defer startHoldExpiry(ctx, p.ledger, e.log)()
+	defer p.pay.start(ctx)()
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err
 		}
 	}
-	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev})
+	handler := p.pay.routes(web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev}))
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
