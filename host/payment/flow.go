@@ -143,10 +143,6 @@ func (s *Service) step(ctx context.Context, tx pgx.Tx, id string) (bool, error) 
 	if in.State != StateConfirmed && in.State != StateAuthorized {
 		return true, nil
 	}
-	_, holds, err := s.loadParts(ctx, tx, id)
-	if err != nil {
-		return false, err
-	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	l := s.ledger.WithTx(tx)
 	if in.State == StateConfirmed {
@@ -185,12 +181,12 @@ func (s *Service) step(ctx context.Context, tx pgx.Tx, id string) (bool, error) 
 		return false, jifu.Errorf(jifu.CodeInternal, "payment: intent %s confirmed with no pending part", id)
 	}
 	// Authorized: capture every part, all or nothing.
-	for i, p := range in.Parts {
+	for _, p := range in.Parts {
 		m := s.methods[p.Method]
 		if m == nil {
 			return false, errCaptureRefused{jifu.Errorf(jifu.CodeInvalid, "method %s is not offered any more", p.Method)}
 		}
-		if err := m.Capture(ctx, l, s.ref(in, payee, p), holds[i]); err != nil {
+		if err := m.Capture(ctx, l, s.ref(in, payee, p), p.holds); err != nil {
 			if refusal(err) {
 				return false, errCaptureRefused{err}
 			}
@@ -221,16 +217,12 @@ func (s *Service) fail(ctx context.Context, tx pgx.Tx, in Intent, payee int64, w
 	if in.State != StateConfirmed && in.State != StateAuthorized {
 		return nil
 	}
-	_, holds, err := s.loadParts(ctx, tx, in.ID)
-	if err != nil {
-		return err
-	}
 	l := s.ledger.WithTx(tx)
 	for i, p := range in.Parts {
 		switch p.State {
 		case "authorized":
 			if m := s.methods[p.Method]; m != nil {
-				if err := m.Void(ctx, l, s.ref(in, payee, p), holds[i]); err != nil {
+				if err := m.Void(ctx, l, s.ref(in, payee, p), p.holds); err != nil {
 					return err
 				}
 			}

@@ -3,6 +3,8 @@ package payment_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,7 +52,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	evs := paymenttest.NewEvents(t, pool)
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	l := ledger.New(pool, ledger.WithClock(clk.Now))
-	cfg := payment.Config{Pool: pool, Ledger: l, Events: evs, Clock: clk.Now}
+	cfg := payment.Config{Pool: pool, Ledger: l, Events: evs, Clock: clk.Now, Logger: testLogger()}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -167,4 +169,11 @@ func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
 
 func balanceOnly(user string, amount int64) []payment.Split {
 	return []payment.Split{{Method: payment.MethodBalance, Amount: amount}}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("PAYMENT_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -102,6 +102,8 @@ type Part struct {
 	State    string // pending, authorized, captured, voided, failed
 	Refunded int64
 	Failure  string
+
+	holds []int64 // the ledger holds of its authorization
 }
 
 // Split is the user's choice for one method when confirming.

@@ -296,7 +296,7 @@ func (s *Service) loadRow(ctx context.Context, q querier, id string, lock bool) 
 	if confirmed != nil {
 		in.ConfirmedAt = *confirmed
 	}
-	parts, _, err := s.loadParts(ctx, q, id)
+	parts, err := s.loadParts(ctx, q, id)
 	if err != nil {
 		return Intent{}, 0, err
 	}
@@ -304,28 +304,25 @@ func (s *Service) loadRow(ctx context.Context, q querier, id string, lock bool) 
 	return in, payee, nil
 }
 
-func (s *Service) loadParts(ctx context.Context, q querier, id string) ([]Part, [][]int64, error) {
+func (s *Service) loadParts(ctx context.Context, q querier, id string) ([]Part, error) {
 	rows, err := q.Query(ctx, `SELECT idx, method, amount, state, holds, refunded, failure FROM payment_parts
 		WHERE intent_id = $1 ORDER BY idx`, id)
 	if err != nil {
-		return nil, nil, database.QueryError(ctx, "payment: load parts", err)
+		return nil, database.QueryError(ctx, "payment: load parts", err)
 	}
 	defer rows.Close()
 	var parts []Part
-	var holds [][]int64
 	for rows.Next() {
 		var p Part
-		var h []int64
-		if err := rows.Scan(&p.Index, &p.Method, &p.Amount, &p.State, &h, &p.Refunded, &p.Failure); err != nil {
-			return nil, nil, database.QueryError(ctx, "payment: load parts", err)
+		if err := rows.Scan(&p.Index, &p.Method, &p.Amount, &p.State, &p.holds, &p.Refunded, &p.Failure); err != nil {
+			return nil, database.QueryError(ctx, "payment: load parts", err)
 		}
 		parts = append(parts, p)
-		holds = append(holds, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, database.QueryError(ctx, "payment: load parts", err)
+		return nil, database.QueryError(ctx, "payment: load parts", err)
 	}
-	return parts, holds, nil
+	return parts, nil
 }
 
 // inTx runs fn in a transaction, retrying the whole of it after a deadlock,
