@@ -259,7 +259,15 @@ func TestCombinedPayment(t *testing.T) {
 // process dying between authorization and capture leaves behind.
 type flaky struct {
 	payment.Balance
-	failCapture atomic.Bool
+	failCapture   atomic.Bool
+	failAuthorize atomic.Bool
+}
+
+func (f *flaky) Authorize(ctx context.Context, l *ledger.Ledger, r payment.Ref, timeout time.Duration) ([]int64, error) {
+	if f.failAuthorize.Load() {
+		return nil, jifu.Errorf(jifu.CodeUnavailable, "injected: the process died")
+	}
+	return f.Balance.Authorize(ctx, l, r, timeout)
 }
 
 func (f *flaky) Capture(ctx context.Context, l *ledger.Ledger, r payment.Ref, holds []int64) error {
@@ -337,7 +345,64 @@ func TestResume(t *testing.T) {
 	if w := e.wallet(u); w.Available() != 2_000 || w.DebitsPending != 0 {
 		t.Fatalf("wallet after expired holds %+v", w)
 	}
+
+	// Died right after the confirmation was recorded, before any hold:
+	// Resume authorizes and captures.
+	fl.failAuthorize.Store(true)
+	in4 := e.create(u, 700, "resume-4")
+	if _, err := e.svc.Confirm(e.ctx, in4.ID, u, balanceOnly(u, 700)); jifu.ErrorCode(err) != jifu.CodeUnavailable {
+		t.Fatalf("confirm with a dying authorization: %v", err)
+	}
+	if got, _ := e.svc.Intent(e.ctx, in4.ID); got.State != payment.StateConfirmed || got.Parts[0].State != "pending" {
+		t.Fatalf("after the crash %+v", got)
+	}
+	fl.failAuthorize.Store(false)
+	e.clk.Add(2 * time.Minute)
+	if n, err := e.svc.Resume(e.ctx); err != nil || n != 1 {
+		t.Fatalf("resume: %d %v", n, err)
+	}
+	if got, _ := e.svc.Intent(e.ctx, in4.ID); got.State != payment.StateSucceeded {
+		t.Fatalf("resumed %+v", got)
+	}
+	if w := e.wallet(u); w.Available() != 1_300 || w.DebitsPending != 0 {
+		t.Fatalf("wallet %+v", w)
+	}
 	e.check()
+}
+
+func TestConcurrentConfirmations(t *testing.T) {
+	e := newEnv(t)
+	u := e.user()
+	e.fund(u, 1_000)
+	in := e.create(u, 600, "double-click")
+	const n = 10
+	var wg sync.WaitGroup
+	var ok, conflict atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := e.svc.Confirm(e.ctx, in.ID, u, balanceOnly(u, 600))
+			switch {
+			case err == nil && got.State == payment.StateSucceeded:
+				ok.Add(1)
+			case jifu.ErrorCode(err) == jifu.CodeConflict:
+				conflict.Add(1)
+			default:
+				t.Errorf("confirm: %+v %v", got.State, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || conflict.Load() != n-1 {
+		t.Fatalf("%d confirmations went through, %d refused", ok.Load(), conflict.Load())
+	}
+	if w := e.wallet(u); w.Available() != 400 {
+		t.Fatalf("wallet %+v", w)
+	}
+	if got := e.events(in.ID); len(got) != 1 {
+		t.Fatalf("events %v", got)
+	}
 }
 
 func TestExpiry(t *testing.T) {
