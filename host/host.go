@@ -51,6 +51,7 @@ type Config struct {
 	CacheDir      string // on-disk compilation cache; "" keeps compiled code in memory only
 	Logger        *slog.Logger
 	KV            KVStore
+	Payments      Payments // the payment capability; nil: its functions answer unavailable
 	Audit         Auditor
 	Consent       ConsentChecker        // default DenyAll
 	Metrics       prometheus.Registerer // default: not registered anywhere

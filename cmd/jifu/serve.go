@@ -44,6 +44,7 @@ type platform struct {
 	apps    *host.AppSet
 	config  *configstore.Store
 	ledger  *ledger.Ledger
+	pay     *payments
 	metrics *prometheus.Registry
 	pgpool  *pgxpool.Pool
 	// consents answers the host's consent checks (outside dev mode) and
@@ -82,6 +83,9 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	}
 	p.audit = audit.New(pool, e.log)
 	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
+	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log); err != nil {
+		return nil, err
+	}
 	p.consents = marketplace.NewConsents(pool)
 	var consent host.ConsentChecker = p.consents
 	if dev {
@@ -91,6 +95,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
 		Logger:   e.log,
 		KV:       kvstore.New(pool),
+		Payments: p.pay.svc,
 		Audit:    p.audit,
 		Consent:  consent,
 		Metrics:  p.metrics,
@@ -171,7 +176,10 @@ func seed(ctx context.Context, p *platform) error {
 	} else if err != nil {
 		return err
 	}
-	return seedLedger(ctx, p.ledger)
+	if err := seedLedger(ctx, p.ledger); err != nil {
+		return err
+	}
+	return seedPayments(ctx, p.pay)
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
@@ -196,6 +204,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		}
 	}
 	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev}
+	defer p.pay.start(ctx)()
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err
@@ -212,7 +221,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopCallbacks()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler := web.New(deps)
+	handler := p.pay.routes(web.New(deps))
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/jifu-open/jifu/host/nonce"
 	"github.com/jifu-open/jifu/host/notify"
 	"github.com/jifu-open/jifu/host/outbox"
+	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/marketplace"
 )
 
@@ -33,5 +34,6 @@ func Sets() []database.MigrationSet {
 		ledger.Migrations,
 		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 		notify.Migrations, marketplace.Migrations,
+		payment.Migrations,
 	}
 }
