@@ -112,6 +112,9 @@ func (h *Host) Load(ctx context.Context, spec AppSpec) (*App, error) {
 	if err := h.link(ctx, a.rt, func(s string) bool { return slices.Contains(granted, s) }); err != nil {
 		return fail(fmt.Errorf("host: app %s: link: %w", spec.Slug, err))
 	}
+	if err := h.linkYield(ctx, a.rt); err != nil {
+		return fail(fmt.Errorf("host: app %s: link: %w", spec.Slug, err))
+	}
 	ps, compiled := h.validate(ctx, a.rt, spec.Wasm, m)
 	if len(ps) > 0 {
 		return fail(refused(ps))
