@@ -274,6 +274,10 @@ type instance struct {
 	stack  [2]uint64
 }
 
+// initTimeout is the least time an instance's initialisation (the guest's
+// _initialize) may take.
+const initTimeout = 5 * time.Second
+
 func (a *App) instantiate(ctx context.Context) (*instance, error) {
 	buf := &boundedBuffer{max: 8 << 10}
 	cfg := wazero.NewModuleConfig().
@@ -291,10 +295,22 @@ func (a *App) instantiate(ctx context.Context) (*instance, error) {
 	} else {
 		cfg = cfg.WithStartFunctions()
 	}
-	ictx, cancel := context.WithTimeout(ctx, a.limits.Timeout())
+	// A cold start is bounded like Lambda's init phase: by its own limit, at
+	// least initTimeout, so that a loaded machine does not fail instances of
+	// apps with short invocation limits, while an initialiser that never
+	// returns is still stopped.
+	limit := max(a.limits.Timeout(), initTimeout)
+	ictx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	mod, err := a.rt.InstantiateModule(ictx, a.compiled, cfg)
 	if err != nil {
+		var exit *sys.ExitError
+		if ctx.Err() != nil {
+			return nil, jifu.Errorf(jifu.CodeTimeout, "app %s: the request was cancelled while an instance started: %v", a.spec.Slug, ctx.Err())
+		}
+		if ictx.Err() != nil || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
+			return nil, fault(CodeTimeout, "app %s: instance initialisation ran longer than %v and was stopped", a.spec.Slug, limit)
+		}
 		return nil, fault(CodeTrap, "app %s: instantiate: %v %s", a.spec.Slug, firstLines(err.Error(), 1), firstLines(buf.String(), 3))
 	}
 	inst := &instance{app: a, mod: mod, alloc: mod.ExportedFunction(abi.ExportAlloc), entry: map[string]api.Function{}, stderr: buf}

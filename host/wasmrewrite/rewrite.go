@@ -324,10 +324,24 @@ func (r *reader) done() error {
 func extendSection(s section, m *module, in *injection, yieldType uint32, budget int32) ([]byte, error) {
 	r := &reader{b: s.content}
 	n := r.count()
+	raw := r.b[r.off:]
+	if s.id == secGlobal {
+		// Initialisers may hold ref.func: renumber them.
+		w := &writer{}
+		for i := 0; i < n && r.err == nil; i++ {
+			w.byte(r.valType())
+			w.byte(r.byte())
+			in.rewriteExpr(r, w, false, 0)
+		}
+		if err := r.done(); err != nil {
+			return nil, err
+		}
+		raw = w.b
+	}
 	if r.err != nil {
 		return nil, r.err
 	}
-	return extend(s.id, &entries{count: n, raw: r.b[r.off:]}, m, in, yieldType, budget), nil
+	return extend(s.id, &entries{count: n, raw: raw}, m, in, yieldType, budget), nil
 }
 
 // entries is a section's existing entries: their count and encoding.
