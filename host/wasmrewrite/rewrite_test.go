@@ -142,7 +142,7 @@ func TestRunawaysYield(t *testing.T) {
 		stop      bool
 	}{
 		{"infinite loop stops", "spin", nil, 3, true},
-		{"recursion without loops", "recurse", []uint64{16}, 65, false},  // 2^17 entries
+		{"recursion without loops", "recurse", []uint64{16}, 65, false},    // 2^17 entries
 		{"bulk memory weighs KiB", "fill", []uint64{100, 65536}, 6, false}, // 100 x (64 + 1)
 		{"plain loop", "sum", []uint64{100000}, 100, false},
 	}
