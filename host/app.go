@@ -59,6 +59,7 @@ type App struct {
 	compiled  wazero.CompiledModule
 	hasInit   bool
 	pool      *pool
+	metrics   *appMetrics
 }
 
 // Load validates, compiles and links an app version and warms its pool.
@@ -121,6 +122,7 @@ func (h *Host) Load(ctx context.Context, spec AppSpec) (*App, error) {
 	}
 	a.compiled = compiled
 	_, a.hasInit = compiled.ExportedFunctions()[abi.ExportInitialize]
+	a.metrics = h.metrics.forApp(spec.Slug, m.EntryPoints, h.registry.functions)
 	a.pool = newPool(a, h.cfg.Pool)
 	if err := a.pool.warm(ctx); err != nil {
 		return fail(err)
@@ -199,12 +201,11 @@ func newID() string {
 func (a *App) invoke(ctx context.Context, entry string, caller Caller, in []byte) (out []byte, err error) {
 	start := time.Now()
 	defer func() {
-		a.host.metrics.latency.WithLabelValues(a.spec.Slug, entry).Observe(time.Since(start).Seconds())
 		code := "ok"
 		if err != nil {
 			code = jifu.ErrorCode(err)
 		}
-		a.host.metrics.invocations.WithLabelValues(a.spec.Slug, entry, code).Inc()
+		a.metrics.invocation(entry, code, time.Since(start))
 	}()
 	if len(in) > a.limits.RequestBytes {
 		return nil, fault(CodeRequestTooLarge, "request is %d bytes, the app accepts at most %d", len(in), a.limits.RequestBytes)
@@ -317,13 +318,13 @@ func (a *App) instantiate(ctx context.Context) (*instance, error) {
 	for _, ep := range a.spec.Manifest.EntryPoints {
 		inst.entry[ep] = mod.ExportedFunction(ep)
 	}
-	a.host.metrics.instances.WithLabelValues(a.spec.Slug).Inc()
+	a.metrics.instances.Inc()
 	return inst, nil
 }
 
 func (i *instance) close() {
 	_ = i.mod.Close(context.Background())
-	i.app.host.metrics.instances.WithLabelValues(i.app.spec.Slug).Dec()
+	i.app.metrics.instances.Dec()
 }
 
 // atMemoryLimit reports whether the instance's memory is within one growth
@@ -387,14 +388,16 @@ func (b *boundedBuffer) Reset()         { b.buf = b.buf[:0] }
 func (b *boundedBuffer) String() string { return string(b.buf) }
 
 // pool keeps warm instances of one app version. slots bounds the live
-// instances (and so the app's concurrency); idle holds the ready ones.
+// instances (and so the app's concurrency); idle holds the ready ones as a
+// stack, so the most recently used instance, whose memory is still in the
+// CPU's caches, runs next.
 type pool struct {
 	app       *App
 	opts      PoolOptions
 	slots     chan struct{}
-	mu        sync.Mutex // guards closed and pushes to idle
+	mu        sync.Mutex // guards closed and idle
 	closed    bool
-	idle      chan *instance
+	idle      []*instance
 	done      chan struct{}
 	highWater uint32
 	discarded atomic.Int64
@@ -415,7 +418,7 @@ func newPool(a *App, opts PoolOptions) *pool {
 	if hw == 0 {
 		hw = uint32(uint64(a.limits.MemoryPages) * 65536 * 3 / 4)
 	}
-	return &pool{app: a, opts: opts, slots: make(chan struct{}, opts.Max), idle: make(chan *instance, opts.Max), done: make(chan struct{}), highWater: hw}
+	return &pool{app: a, opts: opts, slots: make(chan struct{}, opts.Max), idle: make([]*instance, 0, opts.Max), done: make(chan struct{}), highWater: hw}
 }
 
 func (p *pool) warm(ctx context.Context) error {
@@ -424,7 +427,9 @@ func (p *pool) warm(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p.idle <- inst
+		p.mu.Lock()
+		p.idle = append(p.idle, inst)
+		p.mu.Unlock()
 	}
 	return nil
 }
@@ -443,11 +448,15 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	case <-ctx.Done():
 		return nil, jifu.Errorf(jifu.CodeTimeout, "app %s: no instance free before the deadline: %v", p.app.spec.Slug, ctx.Err())
 	}
-	select {
-	case inst := <-p.idle:
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		inst := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
 		return inst, nil
-	default:
 	}
+	p.mu.Unlock()
 	inst, err := p.app.instantiate(ctx)
 	if err != nil {
 		<-p.slots
@@ -473,7 +482,7 @@ func (p *pool) put(inst *instance, failure string) {
 	if reason == "" {
 		p.mu.Lock()
 		if !p.closed {
-			p.idle <- inst // never blocks: idle holds at most Max instances
+			p.idle = append(p.idle, inst) // at most Max: each holds a slot
 			kept = true
 		}
 		p.mu.Unlock()
@@ -482,7 +491,7 @@ func (p *pool) put(inst *instance, failure string) {
 		if reason == "" {
 			reason = "closed"
 		}
-		p.app.host.metrics.discarded.WithLabelValues(p.app.spec.Slug, reason).Inc()
+		p.app.metrics.discarded(reason).Inc()
 		p.discarded.Add(1)
 		inst.close()
 	}
@@ -497,15 +506,18 @@ func (p *pool) close() {
 	}
 	p.closed = true
 	close(p.done)
+	idle := p.idle
+	p.idle = nil
 	p.mu.Unlock()
-	for {
-		select {
-		case inst := <-p.idle:
-			inst.close()
-		default:
-			return
-		}
+	for _, inst := range idle {
+		inst.close()
 	}
+}
+
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
 }
 
 // Stats describes an app's pool.
@@ -517,5 +529,5 @@ type Stats struct {
 
 // Stats returns the app's pool figures.
 func (a *App) Stats() Stats {
-	return Stats{Idle: len(a.pool.idle), Busy: len(a.pool.slots), Discarded: int(a.pool.discarded.Load())}
+	return Stats{Idle: a.pool.idleCount(), Busy: len(a.pool.slots), Discarded: int(a.pool.discarded.Load())}
 }

@@ -152,7 +152,7 @@ func (h *Host) audit(inv *invocation, f *hostFunc, res int64, start time.Time) {
 	if res < 0 {
 		code = abi.ErrorName(res)
 	}
-	h.metrics.hostCalls.WithLabelValues(inv.app.spec.Slug, f.name, code).Inc()
+	inv.app.metrics.hostCall(f, code)
 	if h.auditor == nil {
 		return
 	}
