@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -387,8 +388,9 @@ func interruptWorkload(b *testing.B, kind string, mode host.Interrupt, faults, h
 
 // BenchmarkYieldBudget chooses Config.YieldBudget: for each budget, the
 // cost per iteration of the spin loop (ns/iter) and how long after its 50 ms
-// deadline a looping guest (GET /loop) is stopped (overrun-µs: the mean over
-// the run; max-overrun-µs: the worst).
+// deadline a looping guest (GET /loop) is stopped, the whole HandleHTTP
+// call counted (p50-overrun-µs, max-overrun-µs; the maximum mostly shows the
+// machine's scheduling, the median the mechanism).
 func BenchmarkYieldBudget(b *testing.B) {
 	faults := readManifest(b, "host/testdata/faults/jifu.json")
 	for _, budget := range []int32{1000, 10000, 100000, 1000000} {
@@ -411,21 +413,25 @@ func BenchmarkYieldBudget(b *testing.B) {
 			e := newEnv(b, host.Config{YieldBudget: budget, Pool: host.PoolOptions{Max: 1, Warm: 1}})
 			app := load(b, e, host.AppSpec{Wasm: faultsGuest(b), Manifest: &m})
 			req := &abi.Request{Method: "GET", Path: "/loop"}
-			var total, worst time.Duration
-			n := 0
+			var overruns []time.Duration
+			warm := &abi.Request{Method: "GET", Path: "/ok"}
 			for b.Loop() {
+				// The faulted instance is discarded: warm its successor
+				// outside the measurement, so that the overrun is the
+				// stop's, not an instantiation's.
+				b.StopTimer()
+				call(b, app, host.Caller{RequestID: "warm"}, warm, 200)
+				b.StartTimer()
 				start := time.Now()
 				_, err := app.HandleHTTP(context.Background(), host.Caller{RequestID: "bench"}, req)
 				if jifu.ErrorCode(err) != host.CodeTimeout {
 					b.Fatalf("GET /loop: %v, want %s", err, host.CodeTimeout)
 				}
-				over := time.Since(start) - m.Limits.Timeout()
-				total += over
-				worst = max(worst, over)
-				n++
+				overruns = append(overruns, time.Since(start)-m.Limits.Timeout())
 			}
-			b.ReportMetric(float64(total.Microseconds())/float64(n), "overrun-µs")
-			b.ReportMetric(float64(worst.Microseconds()), "max-overrun-µs")
+			slices.Sort(overruns)
+			b.ReportMetric(float64(overruns[len(overruns)/2].Microseconds()), "p50-overrun-µs")
+			b.ReportMetric(float64(overruns[len(overruns)-1].Microseconds()), "max-overrun-µs")
 		})
 	}
 }
