@@ -154,7 +154,7 @@ func (a *App) HandleHTTP(ctx context.Context, caller Caller, req *abi.Request) (
 	caller = a.withRequestID(caller)
 	r := *req // the caller's request is not modified
 	r.User, r.RequestID = caller.User, caller.RequestID
-	out, err := a.invoke(ctx, abi.ExportHandleHTTP, caller, r.AppendTo(nil))
+	out, err := a.invoke(ctx, abi.ExportHandleHTTP, caller, r.AppendTo(make([]byte, 0, encodedSize(&r))))
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +182,17 @@ func (a *App) OnEvent(ctx context.Context, caller Caller, ev *abi.Event) (*abi.E
 		return nil, fault(CodeBadResponse, "app %s: %v", a.spec.Slug, err)
 	}
 	return &res, nil
+}
+
+// encodedSize is the length of r's ABI encoding (abi.Request.AppendTo), so
+// that it is encoded into one allocation: a version byte, a u32 length before
+// each string, the header count and the body.
+func encodedSize(r *abi.Request) int {
+	n := 1 + 4*7 + len(r.Method) + len(r.Path) + len(r.Query) + len(r.User) + len(r.RequestID) + len(r.Body)
+	for _, h := range r.Headers {
+		n += 8 + len(h.Name) + len(h.Value)
+	}
+	return n
 }
 
 func (a *App) withRequestID(c Caller) Caller {
