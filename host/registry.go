@@ -115,7 +115,8 @@ func (h *Host) wrap(f *hostFunc) api.GoModuleFunc {
 		if f != fnResultTake {
 			inv.pending = nil // a pending result lives until the next host call
 		}
-		c := &call{inv: inv, mod: mod, stack: stack, fn: f}
+		c := &inv.call // host calls of an invocation run one at a time
+		*c = call{inv: inv, mod: mod, stack: stack, fn: f}
 		if inv.calls > inv.app.limits.HostCalls {
 			h.audit(inv, f, abi.ErrLimit, start)
 			c.abort(CodeHostCallLimit, "more than %d host calls in one invocation", inv.app.limits.HostCalls)
