@@ -11,7 +11,9 @@
 # After each run it prints the CPU seconds the server, PostgreSQL (postmaster
 # and backends) and the load generator used, and their sum per request: on
 # two cores, 2 s of CPU per second bound the throughput whatever else runs.
-# Usage: bench/load.sh [BIN] [APPS_DIR] [ADDR]   (env: DUR CONC RATE ONLY=hey|vegeta SERVE_FLAGS DATA_DIR)
+# Usage: bench/load.sh [BIN] [APPS_DIR] [ADDR]
+#   env: DUR CONC RATE, RATES="1000 2000 5000" (open loop at each), ONLY=hey|open, VEGETA=1,
+#   SERVE_FLAGS (for example --interrupt=wazero), DATA_DIR
 set -eu
 BIN=${1:-bin/jifu}
 APPS=${2:-build/apps}
@@ -62,7 +64,7 @@ report() {
 			s, p, gen, (s + p + gen) / n * 1e6, s / n * 1e6, p / n * 1e6, gen / n * 1e6, n }'
 }
 
-if [ "${ONLY:-}" != vegeta ]; then
+if [ "${ONLY:-}" != open ]; then
 	echo "== hey -z $DUR -c $CONC $URL   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 	mark
 	/usr/bin/time -f '%U %S' -o /tmp/jifu-load-gen.time hey -z "$DUR" -c "$CONC" "$URL" >/tmp/jifu-load-hey.txt
@@ -71,11 +73,13 @@ if [ "${ONLY:-}" != vegeta ]; then
 	echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 if [ "${ONLY:-}" != hey ]; then
-	echo "== openloop -rate $RATE -duration $DUR -url $URL   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
-	mark
-	/usr/bin/time -f '%U %S' -o /tmp/jifu-load-gen.time "$OPENLOOP" -url "$URL" -rate "$RATE" -duration "$DUR" | tee /tmp/jifu-load-open.txt
-	report "$(awk '/^Requests/ {print $2}' /tmp/jifu-load-open.txt)" "$(awk '{print $1 + $2}' /tmp/jifu-load-gen.time)"
-	echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	for rate in ${RATES:-$RATE}; do
+		echo "== openloop -rate $rate -duration $DUR -url $URL   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+		mark
+		/usr/bin/time -f '%U %S' -o /tmp/jifu-load-gen.time "$OPENLOOP" -url "$URL" -rate "$rate" -duration "$DUR" | tee /tmp/jifu-load-open.txt
+		report "$(awk '/^Requests/ {print $2}' /tmp/jifu-load-open.txt)" "$(awk '{print $1 + $2}' /tmp/jifu-load-gen.time)"
+		echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	done
 fi
 if [ "${VEGETA:-}" = 1 ]; then
 	echo "== vegeta attack -rate $RATE/s -duration $DUR GET $URL   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
@@ -523,4 +524,40 @@ func BenchmarkNewInstance(b *testing.B) {
 			_ = p.Close(ctx)
 		}
 	})
+}
+
+// BenchmarkInvokePaired alternates one Jifu call and one Extism call (both
+// as in BenchmarkInvoke: each runtime's shipped interrupt) and times each,
+// so that both sides see the same moment of a shared machine's load. It
+// reports the median of each side's calls and their ratio, which is what
+// the target compares; ns/op is the pair.
+func BenchmarkInvokePaired(b *testing.B) {
+	ctx := context.Background()
+	kv := newMapKV()
+	seed(b, kv)
+	j := newJifu(b, kv, host.PoolOptions{}, host.InterruptYield)
+	p := newExtism(b, kv, true).instance(b)
+	defer p.Close(ctx)
+	if _, err := j.call(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var jt, et []time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := j.call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := extismCall(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+		jt, et = append(jt, t1.Sub(t0)), append(et, time.Since(t1))
+	}
+	slices.Sort(jt)
+	slices.Sort(et)
+	jm, em := jt[len(jt)/2], et[len(et)/2]
+	b.ReportMetric(float64(jm.Nanoseconds())/1e3, "jifu-µs")
+	b.ReportMetric(float64(em.Nanoseconds())/1e3, "extism-µs")
+	b.ReportMetric(float64(em)/float64(jm), "extism/jifu")
 }
