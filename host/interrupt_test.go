@@ -26,6 +26,7 @@ func TestInterruptModes(t *testing.T) {
 			app := load(t, e, host.AppSpec{Wasm: faultsGuest(t), Manifest: manifestFor(t, "interrupt-"+string(mode), `"storage"`, `"timeout_ms":100`)})
 			mustGet(t, app, "", "/spin?n=1000", 200, "")
 			for range 3 {
+				mustGet(t, app, "", "/ok", 200, "ok") // a warm instance: the timing below is the guest's
 				start := time.Now()
 				_, err := get(t, app, "", "/loop")
 				d := time.Since(start)
@@ -34,7 +35,7 @@ func TestInterruptModes(t *testing.T) {
 				}
 				// The stop itself takes well under a millisecond
 				// (docs/BENCHMARKS.md); the margin is for a loaded machine.
-				if d < 100*time.Millisecond || d > 100*time.Millisecond+3*time.Second {
+				if d < 100*time.Millisecond || d > 100*time.Millisecond+5*time.Second {
 					t.Fatalf("a 100 ms limit stopped the guest after %v", d)
 				}
 			}
