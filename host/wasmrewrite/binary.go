@@ -1,9 +1,6 @@
 package wasmrewrite
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // reader decodes the WebAssembly binary format from a byte slice. Every read
 // is bounds-checked; the first failure is returned as an error wrapping
@@ -186,5 +183,3 @@ func (r *reader) limits() {
 		r.uleb(64)
 	}
 }
-
-var errUnsupported = errors.New("unsupported")
