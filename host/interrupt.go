@@ -49,7 +49,10 @@ func (h *Host) instrument(wasm []byte) ([]byte, error) {
 	if h.interrupt != InterruptYield {
 		return wasm, nil
 	}
-	res, err := wasmrewrite.Instrument(wasm, wasmrewrite.Options{Budget: h.cfg.YieldBudget})
+	// The module always starts with the default budget, so that its bytes,
+	// and so its compilation, do not depend on Config.YieldBudget; yield
+	// hands out the configured budget from the first check on.
+	res, err := wasmrewrite.Instrument(wasm, wasmrewrite.Options{Budget: wasmrewrite.DefaultBudget})
 	if err != nil {
 		return nil, err
 	}
