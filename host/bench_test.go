@@ -443,9 +443,10 @@ const codecN = 10_000
 // request, encode it again, encode a small response) inside the codec guest,
 // codecN rounds per invocation; ns/codec is per round (the invocation's own
 // cost, about 1/codecN of a round, included). json and binary run as apps
-// run, with the default interrupt (yield); the -wazero variants use wazero's
-// interrupt and the -nointerrupt variants none, to separate the interrupt's
-// cost from the codec's. Host-side B/op and allocs/op do not see the guest's allocations,
+// run, with the default interrupt (yield); the -nointerrupt variants run
+// without one, to separate the interrupt's cost from the codec's. (wazero's
+// interrupt made the JSON round 4.7x slower: docs/BENCHMARKS.md section 5;
+// it is left out here because it alone took most of the CI smoke run.) Host-side B/op and allocs/op do not see the guest's allocations,
 // which live in its linear memory; what they show is wazero growing that
 // memory (MemoryInstance.Grow copies it into a larger Go slice).
 func BenchmarkGuestCodec(b *testing.B) {
@@ -459,8 +460,6 @@ func BenchmarkGuestCodec(b *testing.B) {
 	}{
 		{"json", "json", workload.JSON, jsonSize, host.InterruptYield},
 		{"binary", "binary", workload.Binary, binSize, host.InterruptYield},
-		{"json-wazero", "json", workload.JSON, jsonSize, host.InterruptWazero},
-		{"binary-wazero", "binary", workload.Binary, binSize, host.InterruptWazero},
 		{"json-nointerrupt", "json", workload.JSON, jsonSize, host.InterruptNone},
 		{"binary-nointerrupt", "binary", workload.Binary, binSize, host.InterruptNone},
 	} {
