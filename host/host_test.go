@@ -279,6 +279,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid WAT", guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"), manifestFor(t, "okay", `"storage"`, ""), nil},
 		{"garbage", []byte("not wasm"), manifestFor(t, "okay", "", ""), []string{"module_invalid@"}},
+		// 31 bytes declaring 3.7 billion data segments: wazero would ask for
+		// 176 GB and the process would die (found by FuzzInstrument).
+		{"decoder bomb", []byte("\x00asm\x01\x00\x00\x00\x0b\x15\xdd\xdd\xdd\xdd\x0b\x0200\x00000000000000"), manifestFor(t, "okay", "", ""), []string{"module_invalid@"}},
 		{"too large", make([]byte, 2<<20), manifestFor(t, "okay", "", ""), []string{"module_too_large@"}},
 		{"unknown scope", guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"), manifestFor(t, "okay", `"storage","payment.teleport"`, ""), []string{"scope_unknown@scopes[1]"}},
 		{"missing entry point", guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"),

@@ -72,6 +72,14 @@ func (h *Host) validate(ctx context.Context, rt wazero.Runtime, wasm []byte, m *
 		add(manifest.CodeModuleSize, "", "module is %d bytes, at most %d", len(wasm), h.cfg.MaxModuleSize)
 		return ps, nil
 	}
+	// wazero's decoder allocates by the counts a module declares before it
+	// reads them: a module of a few bytes can ask for hundreds of gigabytes.
+	// Nothing reaches the compiler, in any interrupt mode, unless every
+	// count fits the bytes that hold it.
+	if err := wasmrewrite.Check(wasm); err != nil && !errors.Is(err, wasmrewrite.ErrReserved) {
+		add(manifest.CodeModuleInvalid, "", "module does not decode: %v", err)
+		return ps, nil
+	}
 	// In yield mode the runtime compiles the instrumented module; its imports
 	// are the original's plus the host's private yield, skipped below. A
 	// module the rewriter refuses (one importing the private namespace, or one

@@ -103,6 +103,7 @@ type module struct {
 	definedGlobals uint32
 	funcTypes      []uint32 // per defined function
 	mem64          bool
+	reserved       bool // imports from YieldModule
 }
 
 var header = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
@@ -209,7 +210,28 @@ func parse(wasm []byte) (*module, error) {
 		}
 		m.sections = append(m.sections, section{id: id, content: content})
 		var err error
+		// Sections Instrument only copies or rewrites later are checked here
+		// too: every count against the bytes it claims, so that the
+		// compiler's decoder, which allocates by the declared counts, never
+		// sees a decoder bomb (Check).
+		none := &injection{imported: math.MaxUint32}
 		switch id {
+		case secCustom:
+			err = checkCustom(content)
+		case secTable:
+			err = checkTables(content)
+		case secExport:
+			_, err = rewriteExports(content, none)
+		case secElement:
+			_, err = rewriteElements(content, none)
+		case secData:
+			err = checkData(content, none)
+		case secDataCount:
+			sr := &reader{b: content}
+			sr.u32()
+			err = sr.done()
+		case secCode:
+			err = checkCode(content)
 		case secType:
 			err = m.parseTypes(content)
 		case secImport:
@@ -221,13 +243,102 @@ func parse(wasm []byte) (*module, error) {
 		case secGlobal:
 			sr := &reader{b: content}
 			m.definedGlobals = uint32(sr.count())
-			err = sr.err
+			for i := uint32(0); i < m.definedGlobals && sr.err == nil; i++ {
+				sr.valType()
+				sr.byte()
+				none.rewriteExpr(sr, &writer{}, false, 0)
+			}
+			err = sr.done()
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	if m.reserved {
+		return nil, ErrReserved
+	}
 	return m, nil
+}
+
+// Check reports whether wasm is safe to hand to a compiler's decoder: every
+// section, vector and name within the bytes it declares, at most MaxLocals
+// locals per function, and no section this package does not know (such as
+// the exception-handling proposal's tags). wazero v1.12 allocates by the
+// declared counts before reading the elements (a 31-byte data section
+// declaring 3.7 billion segments asks for 176 GB), so a host compiles
+// nothing that did not pass Check. A module that imports from YieldModule
+// fails with ErrReserved only when it passes every other check.
+func Check(wasm []byte) error {
+	_, err := parse(wasm)
+	return err
+}
+
+// MaxLocals bounds the locals of one function, parameters included (the
+// limit of V8, SpiderMonkey and wasmtime).
+const MaxLocals = 50000
+
+func checkCustom(content []byte) error {
+	r := &reader{b: content}
+	name := r.name()
+	if r.err != nil {
+		return r.err
+	}
+	if string(name) == "name" && rewriteCustom(content, &injection{imported: math.MaxUint32}) == nil {
+		return fmt.Errorf("%w: the name section does not decode", ErrMalformed)
+	}
+	return nil
+}
+
+func checkTables(content []byte) error {
+	r := &reader{b: content}
+	n := r.count()
+	for i := 0; i < n && r.err == nil; i++ {
+		if t := r.byte(); r.err == nil && t != typeFuncref && t != typeExternref {
+			r.fail("table of type %#x", t)
+		}
+		r.limits()
+	}
+	return r.done()
+}
+
+func checkData(content []byte, none *injection) error {
+	r := &reader{b: content}
+	n := r.count()
+	for i := 0; i < n && r.err == nil; i++ {
+		switch flags := r.u32(); flags {
+		case 0:
+			none.rewriteExpr(r, &writer{}, false, 0)
+		case 1:
+		case 2:
+			r.u32()
+			none.rewriteExpr(r, &writer{}, false, 0)
+		default:
+			r.fail("data segment flags %d", flags)
+		}
+		r.name() // the bytes, bounded by the section
+	}
+	return r.done()
+}
+
+func checkCode(content []byte) error {
+	r := &reader{b: content}
+	n := r.count()
+	for i := 0; i < n && r.err == nil; i++ {
+		br := &reader{b: r.bytes(int(r.u32()))}
+		groups := br.count()
+		var locals uint64
+		for j := 0; j < groups && br.err == nil; j++ {
+			locals += uint64(br.u32())
+			br.valType()
+			if locals > MaxLocals {
+				return fmt.Errorf("%w: function %d declares more than %d locals", ErrMalformed, i, MaxLocals)
+			}
+		}
+		if br.err != nil {
+			return br.err
+		}
+	}
+	return r.done()
 }
 
 var errUnsupportedSection = fmt.Errorf("%w: unsupported section", ErrMalformed)
@@ -266,7 +377,7 @@ func (m *module) parseImports(content []byte) error {
 		mod := r.name()
 		r.name()
 		if r.err == nil && string(mod) == YieldModule {
-			return ErrReserved
+			m.reserved = true
 		}
 		switch kind := r.byte(); kind {
 		case 0:
@@ -520,6 +631,12 @@ func rewriteCustom(content []byte, in *injection) []byte {
 		sub := &reader{b: r.bytes(int(r.u32()))}
 		if r.err != nil {
 			return nil
+		}
+		if id == 0 { // the module's name
+			sub.name()
+			if sub.done() != nil {
+				return nil
+			}
 		}
 		if id < 1 || id > 3 {
 			w.section(id, sub.b)

@@ -184,12 +184,28 @@ func TestRefused(t *testing.T) {
 		// one function () -> (), body: 0x06 (try, exception handling) end
 		{"unsupported opcode", []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a\x06\x01\x04\x00\x06\x40\x0b"), wasmrewrite.ErrMalformed},
 		{"imports the private namespace", fixture(t, "reserved.wasm"), wasmrewrite.ErrReserved},
+		// Decoder bombs: each declares far more than its bytes hold, and
+		// wazero v1.12 would allocate by the declaration (GBs) before
+		// reading. The first is what the fuzzer found.
+		{"data section: 3.7 billion segments", []byte("\x00asm\x01\x00\x00\x00\x0b\x15\xdd\xdd\xdd\xdd\x0b\x0200\x00000000000000"), wasmrewrite.ErrMalformed},
+		{"data segment of 4 GB", []byte("\x00asm\x01\x00\x00\x00\x0b\x08\x01\x01\xff\xff\xff\xff\x0f\x00"), wasmrewrite.ErrMalformed},
+		{"table section: 4 billion tables", []byte("\x00asm\x01\x00\x00\x00\x04\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
+		{"4 billion locals", []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a\x0a\x01\x08\x01\xff\xff\xff\xff\x0f\x7f\x0b"), wasmrewrite.ErrMalformed},
+		{"custom section name of 4 GB", []byte("\x00asm\x01\x00\x00\x00\x00\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
+		{"name section: 4 billion function names", []byte("\x00asm\x01\x00\x00\x00\x00\x0c\x04name\x01\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
+		{"name section: module name of 4 GB", []byte("\x00asm\x01\x00\x00\x00\x00\x0c\x04name\x00\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
+		{"tag section (exceptions)", []byte("\x00asm\x01\x00\x00\x00\x0d\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
+		{"element vector of 4 billion", []byte("\x00asm\x01\x00\x00\x00\x09\x07\x01\x01\x00\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := wasmrewrite.Instrument(tt.wasm, wasmrewrite.Options{})
 			if !errors.Is(err, tt.want) || res != nil {
 				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			// Check does not read instructions: the compiler judges those.
+			if err := wasmrewrite.Check(tt.wasm); tt.name != "unsupported opcode" && !errors.Is(err, tt.want) {
+				t.Fatalf("Check: %v, want %v", err, tt.want)
 			}
 		})
 	}
@@ -282,8 +298,16 @@ func FuzzInstrument(f *testing.F) {
 	f.Add(fixture(f, "shapes.wasm"))
 	f.Add(fixture(f, "reserved.wasm"))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x0b\x15\xdd\xdd\xdd\xdd\x0b\x0200\x00000000000000"))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a\x07\x01\x05\x00\x03\x40\x0b\x0b"))
 	f.Fuzz(func(t *testing.T, wasm []byte) {
+		// What Check accepts, wazero may decode: compiling it must not
+		// exhaust memory (a decoder bomb kills the process).
+		if cerr := wasmrewrite.Check(wasm); (cerr == nil || errors.Is(cerr, wasmrewrite.ErrReserved)) && len(wasm) <= 4096 {
+			if c, err := rt.CompileModule(ctx, wasm); err == nil {
+				_ = c.Close(ctx)
+			}
+		}
 		res, err := wasmrewrite.Instrument(wasm, wasmrewrite.Options{Budget: 100})
 		if err != nil {
 			if !errors.Is(err, wasmrewrite.ErrMalformed) && !errors.Is(err, wasmrewrite.ErrReserved) {
