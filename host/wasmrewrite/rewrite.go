@@ -22,6 +22,10 @@
 // module that already imports from YieldModule, so an app cannot reach the
 // host's private function. It does not validate the module: the compiler
 // that runs the result does, and an invalid input gives an invalid output.
+//
+// Check guards that compiler: wazero v1.12's decoder allocates by the counts
+// a module declares before reading them, so a host should compile nothing
+// Check refuses (in any interrupt mode).
 package wasmrewrite
 
 import (
