@@ -172,14 +172,15 @@ func (r *reader) valType() byte {
 // limits skips table or memory limits (any flags the threads and memory64
 // proposals define; the compiler that runs the result decides what it
 // supports).
-func (r *reader) limits() {
+func (r *reader) limits() (minimum uint64) {
 	flags := r.byte()
 	if flags > 7 {
 		r.fail("unknown limits flags %#x", flags)
-		return
+		return 0
 	}
-	r.uleb(64)
+	minimum = r.uleb(64)
 	if flags&1 != 0 {
 		r.uleb(64)
 	}
+	return minimum
 }

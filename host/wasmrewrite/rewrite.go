@@ -300,10 +300,17 @@ func checkTables(content []byte) error {
 		if t := r.byte(); r.err == nil && t != typeFuncref && t != typeExternref {
 			r.fail("table of type %#x", t)
 		}
-		r.limits()
+		if minimum := r.limits(); r.err == nil && minimum > MaxTableElements {
+			return fmt.Errorf("%w: table %d starts with %d elements, at most %d", ErrMalformed, i, minimum, MaxTableElements)
+		}
 	}
 	return r.done()
 }
+
+// MaxTableElements bounds a table's initial size: wazero allocates it at
+// instantiation, 8 bytes an element, outside the memory page limit. A Go
+// guest's table holds a few thousand functions.
+const MaxTableElements = 1 << 20
 
 func checkData(content []byte, none *injection) error {
 	r := &reader{b: content}

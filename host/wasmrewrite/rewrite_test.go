@@ -195,6 +195,7 @@ func TestRefused(t *testing.T) {
 		{"name section: 4 billion function names", []byte("\x00asm\x01\x00\x00\x00\x00\x0c\x04name\x01\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
 		{"name section: module name of 4 GB", []byte("\x00asm\x01\x00\x00\x00\x00\x0c\x04name\x00\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
 		{"tag section (exceptions)", []byte("\x00asm\x01\x00\x00\x00\x0d\x05\xff\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
+		{"table of 100 million elements", []byte("\x00asm\x01\x00\x00\x00\x04\x07\x01\x70\x00\x80\xc2\xd7\x2f"), wasmrewrite.ErrMalformed},
 		{"element vector of 4 billion", []byte("\x00asm\x01\x00\x00\x00\x09\x07\x01\x01\x00\xff\xff\xff\x0f"), wasmrewrite.ErrMalformed},
 	}
 	for _, tt := range tests {
