@@ -64,13 +64,11 @@ bench: build
 	$(BIN) dev test -- $(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/...
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 3
 
-## bench-load: hey at concurrency 64 for 20 s against `jifu serve` on the hello plugin
+## bench-load: the HTTP figures on the hello plugin through `jifu serve`: hey -c 64 for 20 s
+## (closed loop) and vegeta at 5,000 req/s for 20 s (open loop); see bench/load.sh
 LOAD_ADDR ?= 127.0.0.1:18089
 bench-load: build
-	@command -v hey >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y hey >/dev/null
-	@$(BIN) --log-level=warn serve --dev-apps $(APPS_DIR) --addr $(LOAD_ADDR) >/dev/null & pid=$$!; \
-	  for i in $$(seq 100); do curl -sf http://$(LOAD_ADDR)/readyz >/dev/null && break; sleep 0.2; done; \
-	  hey -z 20s -c 64 http://$(LOAD_ADDR)/apps/hello/; status=$$?; kill -INT $$pid; wait $$pid; exit $$status
+	bench/load.sh $(BIN) $(APPS_DIR) $(LOAD_ADDR)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
@@ -223,15 +224,16 @@ type jifuSide struct {
 }
 
 // newJifu loads plugins/hello on a Host configured as the product runs it,
-// except for the in-memory kv and a discarding auditor. interrupt false sets
-// Config.DisableInterrupt (no wall-clock enforcement inside the guest).
-func newJifu(tb testing.TB, kv *mapKV, pool host.PoolOptions, interrupt bool) *jifuSide {
+// except for the in-memory kv and a discarding auditor, with the given
+// interrupt (host.InterruptYield is the product's default; InterruptNone
+// means no wall-clock enforcement inside the guest).
+func newJifu(tb testing.TB, kv *mapKV, pool host.PoolOptions, interrupt host.Interrupt) *jifuSide {
 	tb.Helper()
 	g := mustGuests(tb)
 	ctx := context.Background()
 	h, err := host.New(ctx, host.Config{
 		CacheDir: filepath.Join(g.dir, "jifu-cache"), KV: kv, Audit: discardAudit{}, Pool: pool,
-		DisableInterrupt: !interrupt,
+		Interrupt: interrupt,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -367,7 +369,7 @@ func TestSameOutput(t *testing.T) {
 	kv := newMapKV()
 	seed(t, kv)
 	ctx := context.Background()
-	j := newJifu(t, kv, host.PoolOptions{}, true)
+	j := newJifu(t, kv, host.PoolOptions{}, host.InterruptYield)
 	jr, err := j.call(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -390,13 +392,16 @@ func TestSameOutput(t *testing.T) {
 
 // ---------------------------------------------------------------- benchmarks
 
-// invokeSerial runs one request at a time on one warm instance of each side.
-func invokeSerial(b *testing.B, interrupt bool) {
+// invokeSerial runs one request at a time on one warm instance of each side:
+// Jifu with the given interrupt, Extism with its manifest Timeout (wazero's
+// CloseOnContextDone) unless mode is host.InterruptNone.
+func invokeSerial(b *testing.B, mode host.Interrupt) {
+	interrupt := mode != host.InterruptNone
 	ctx := context.Background()
 	b.Run("jifu", func(b *testing.B) {
 		kv := newMapKV()
 		seed(b, kv)
-		j := newJifu(b, kv, host.PoolOptions{}, interrupt)
+		j := newJifu(b, kv, host.PoolOptions{}, mode)
 		if _, err := j.call(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -422,14 +427,19 @@ func invokeSerial(b *testing.B, interrupt bool) {
 }
 
 // BenchmarkInvoke is one request on a warm instance, serially, both sides
-// with a per-call wall-clock limit enforced inside the guest (the product's
-// default; Extism's manifest Timeout), i.e. wazero's CloseOnContextDone.
-func BenchmarkInvoke(b *testing.B) { invokeSerial(b, true) }
+// with a per-call wall-clock limit that stops a looping guest, each as
+// shipped: Jifu's default interrupt (yield: the module instrumented at load),
+// Extism's manifest Timeout (wazero's CloseOnContextDone).
+func BenchmarkInvoke(b *testing.B) { invokeSerial(b, host.InterruptYield) }
+
+// BenchmarkInvokeWazeroInterrupt is BenchmarkInvoke with Jifu on wazero's
+// interrupt too (--interrupt wazero): the same mechanism on both sides.
+func BenchmarkInvokeWazeroInterrupt(b *testing.B) { invokeSerial(b, host.InterruptWazero) }
 
 // BenchmarkInvokeNoInterrupt is BenchmarkInvoke with the in-guest wall-clock
-// enforcement off on both sides (host.Config.DisableInterrupt; Extism
-// manifest Timeout 0): a runaway guest could then not be stopped.
-func BenchmarkInvokeNoInterrupt(b *testing.B) { invokeSerial(b, false) }
+// enforcement off on both sides (host.InterruptNone; Extism manifest
+// Timeout 0): a runaway guest could then not be stopped.
+func BenchmarkInvokeNoInterrupt(b *testing.B) { invokeSerial(b, host.InterruptNone) }
 
 // BenchmarkInvokeParallel is the same request from GOMAXPROCS goroutines,
 // each side with GOMAXPROCS warm instances made before the timer starts.
@@ -439,7 +449,7 @@ func BenchmarkInvokeParallel(b *testing.B) {
 	b.Run("jifu", func(b *testing.B) {
 		kv := newMapKV()
 		seed(b, kv)
-		j := newJifu(b, kv, host.PoolOptions{Warm: procs, Max: 2 * procs}, true)
+		j := newJifu(b, kv, host.PoolOptions{Warm: procs, Max: 2 * procs}, host.InterruptYield)
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -489,7 +499,7 @@ func BenchmarkNewInstance(b *testing.B) {
 	b.Run("jifu", func(b *testing.B) {
 		kv := newMapKV()
 		seed(b, kv)
-		j := newJifu(b, kv, host.PoolOptions{RecycleAfter: 1}, true)
+		j := newJifu(b, kv, host.PoolOptions{RecycleAfter: 1}, host.InterruptYield)
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := j.call(ctx); err != nil {
@@ -514,4 +524,40 @@ func BenchmarkNewInstance(b *testing.B) {
 			_ = p.Close(ctx)
 		}
 	})
+}
+
+// BenchmarkInvokePaired alternates one Jifu call and one Extism call (both
+// as in BenchmarkInvoke: each runtime's shipped interrupt) and times each,
+// so that both sides see the same moment of a shared machine's load. It
+// reports the median of each side's calls and their ratio, which is what
+// the target compares; ns/op is the pair.
+func BenchmarkInvokePaired(b *testing.B) {
+	ctx := context.Background()
+	kv := newMapKV()
+	seed(b, kv)
+	j := newJifu(b, kv, host.PoolOptions{}, host.InterruptYield)
+	p := newExtism(b, kv, true).instance(b)
+	defer p.Close(ctx)
+	if _, err := j.call(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var jt, et []time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := j.call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := extismCall(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+		jt, et = append(jt, t1.Sub(t0)), append(et, time.Since(t1))
+	}
+	slices.Sort(jt)
+	slices.Sort(et)
+	jm, em := jt[len(jt)/2], et[len(et)/2]
+	b.ReportMetric(float64(jm.Nanoseconds())/1e3, "jifu-µs")
+	b.ReportMetric(float64(em.Nanoseconds())/1e3, "extism-µs")
+	b.ReportMetric(float64(em)/float64(jm), "extism/jifu")
 }

@@ -59,6 +59,7 @@ type App struct {
 	compiled  wazero.CompiledModule
 	hasInit   bool
 	pool      *pool
+	metrics   *appMetrics
 }
 
 // Load validates, compiles and links an app version and warms its pool.
@@ -112,12 +113,16 @@ func (h *Host) Load(ctx context.Context, spec AppSpec) (*App, error) {
 	if err := h.link(ctx, a.rt, func(s string) bool { return slices.Contains(granted, s) }); err != nil {
 		return fail(fmt.Errorf("host: app %s: link: %w", spec.Slug, err))
 	}
+	if err := h.linkYield(ctx, a.rt); err != nil {
+		return fail(fmt.Errorf("host: app %s: link: %w", spec.Slug, err))
+	}
 	ps, compiled := h.validate(ctx, a.rt, spec.Wasm, m)
 	if len(ps) > 0 {
 		return fail(refused(ps))
 	}
 	a.compiled = compiled
 	_, a.hasInit = compiled.ExportedFunctions()[abi.ExportInitialize]
+	a.metrics = h.metrics.forApp(spec.Slug, m.EntryPoints, h.registry.functions)
 	a.pool = newPool(a, h.cfg.Pool)
 	if err := a.pool.warm(ctx); err != nil {
 		return fail(err)
@@ -149,7 +154,7 @@ func (a *App) HandleHTTP(ctx context.Context, caller Caller, req *abi.Request) (
 	caller = a.withRequestID(caller)
 	r := *req // the caller's request is not modified
 	r.User, r.RequestID = caller.User, caller.RequestID
-	out, err := a.invoke(ctx, abi.ExportHandleHTTP, caller, r.AppendTo(nil))
+	out, err := a.invoke(ctx, abi.ExportHandleHTTP, caller, r.AppendTo(make([]byte, 0, encodedSize(&r))))
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +184,17 @@ func (a *App) OnEvent(ctx context.Context, caller Caller, ev *abi.Event) (*abi.E
 	return &res, nil
 }
 
+// encodedSize is the length of r's ABI encoding (abi.Request.AppendTo), so
+// that it is encoded into one allocation: a version byte, a u32 length before
+// each string, the header count and the body.
+func encodedSize(r *abi.Request) int {
+	n := 1 + 4*7 + len(r.Method) + len(r.Path) + len(r.Query) + len(r.User) + len(r.RequestID) + len(r.Body)
+	for _, h := range r.Headers {
+		n += 8 + len(h.Name) + len(h.Value)
+	}
+	return n
+}
+
 func (a *App) withRequestID(c Caller) Caller {
 	if c.RequestID == "" {
 		c.RequestID = newID()
@@ -196,12 +212,11 @@ func newID() string {
 func (a *App) invoke(ctx context.Context, entry string, caller Caller, in []byte) (out []byte, err error) {
 	start := time.Now()
 	defer func() {
-		a.host.metrics.latency.WithLabelValues(a.spec.Slug, entry).Observe(time.Since(start).Seconds())
 		code := "ok"
 		if err != nil {
 			code = jifu.ErrorCode(err)
 		}
-		a.host.metrics.invocations.WithLabelValues(a.spec.Slug, entry, code).Inc()
+		a.metrics.invocation(entry, code, time.Since(start))
 	}()
 	if len(in) > a.limits.RequestBytes {
 		return nil, fault(CodeRequestTooLarge, "request is %d bytes, the app accepts at most %d", len(in), a.limits.RequestBytes)
@@ -271,6 +286,10 @@ type instance struct {
 	stack  [2]uint64
 }
 
+// initTimeout is the least time an instance's initialisation (the guest's
+// _initialize) may take.
+const initTimeout = 5 * time.Second
+
 func (a *App) instantiate(ctx context.Context) (*instance, error) {
 	buf := &boundedBuffer{max: 8 << 10}
 	cfg := wazero.NewModuleConfig().
@@ -288,23 +307,35 @@ func (a *App) instantiate(ctx context.Context) (*instance, error) {
 	} else {
 		cfg = cfg.WithStartFunctions()
 	}
-	ictx, cancel := context.WithTimeout(ctx, a.limits.Timeout())
+	// A cold start is bounded like Lambda's init phase: by its own limit, at
+	// least initTimeout, so that a loaded machine does not fail instances of
+	// apps with short invocation limits, while an initialiser that never
+	// returns is still stopped.
+	limit := max(a.limits.Timeout(), initTimeout)
+	ictx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	mod, err := a.rt.InstantiateModule(ictx, a.compiled, cfg)
 	if err != nil {
+		var exit *sys.ExitError
+		if ctx.Err() != nil {
+			return nil, jifu.Errorf(jifu.CodeTimeout, "app %s: the request was cancelled while an instance started: %v", a.spec.Slug, ctx.Err())
+		}
+		if ictx.Err() != nil || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
+			return nil, fault(CodeTimeout, "app %s: instance initialisation ran longer than %v and was stopped", a.spec.Slug, limit)
+		}
 		return nil, fault(CodeTrap, "app %s: instantiate: %v %s", a.spec.Slug, firstLines(err.Error(), 1), firstLines(buf.String(), 3))
 	}
 	inst := &instance{app: a, mod: mod, alloc: mod.ExportedFunction(abi.ExportAlloc), entry: map[string]api.Function{}, stderr: buf}
 	for _, ep := range a.spec.Manifest.EntryPoints {
 		inst.entry[ep] = mod.ExportedFunction(ep)
 	}
-	a.host.metrics.instances.WithLabelValues(a.spec.Slug).Inc()
+	a.metrics.instances.Inc()
 	return inst, nil
 }
 
 func (i *instance) close() {
 	_ = i.mod.Close(context.Background())
-	i.app.host.metrics.instances.WithLabelValues(i.app.spec.Slug).Dec()
+	i.app.metrics.instances.Dec()
 }
 
 // atMemoryLimit reports whether the instance's memory is within one growth
@@ -368,14 +399,16 @@ func (b *boundedBuffer) Reset()         { b.buf = b.buf[:0] }
 func (b *boundedBuffer) String() string { return string(b.buf) }
 
 // pool keeps warm instances of one app version. slots bounds the live
-// instances (and so the app's concurrency); idle holds the ready ones.
+// instances (and so the app's concurrency); idle holds the ready ones as a
+// stack, so the most recently used instance, whose memory is still in the
+// CPU's caches, runs next.
 type pool struct {
 	app       *App
 	opts      PoolOptions
 	slots     chan struct{}
-	mu        sync.Mutex // guards closed and pushes to idle
+	mu        sync.Mutex // guards closed and idle
 	closed    bool
-	idle      chan *instance
+	idle      []*instance
 	done      chan struct{}
 	highWater uint32
 	discarded atomic.Int64
@@ -396,7 +429,7 @@ func newPool(a *App, opts PoolOptions) *pool {
 	if hw == 0 {
 		hw = uint32(uint64(a.limits.MemoryPages) * 65536 * 3 / 4)
 	}
-	return &pool{app: a, opts: opts, slots: make(chan struct{}, opts.Max), idle: make(chan *instance, opts.Max), done: make(chan struct{}), highWater: hw}
+	return &pool{app: a, opts: opts, slots: make(chan struct{}, opts.Max), idle: make([]*instance, 0, opts.Max), done: make(chan struct{}), highWater: hw}
 }
 
 func (p *pool) warm(ctx context.Context) error {
@@ -405,7 +438,9 @@ func (p *pool) warm(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p.idle <- inst
+		p.mu.Lock()
+		p.idle = append(p.idle, inst)
+		p.mu.Unlock()
 	}
 	return nil
 }
@@ -424,11 +459,15 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	case <-ctx.Done():
 		return nil, jifu.Errorf(jifu.CodeTimeout, "app %s: no instance free before the deadline: %v", p.app.spec.Slug, ctx.Err())
 	}
-	select {
-	case inst := <-p.idle:
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		inst := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
 		return inst, nil
-	default:
 	}
+	p.mu.Unlock()
 	inst, err := p.app.instantiate(ctx)
 	if err != nil {
 		<-p.slots
@@ -454,7 +493,7 @@ func (p *pool) put(inst *instance, failure string) {
 	if reason == "" {
 		p.mu.Lock()
 		if !p.closed {
-			p.idle <- inst // never blocks: idle holds at most Max instances
+			p.idle = append(p.idle, inst) // at most Max: each holds a slot
 			kept = true
 		}
 		p.mu.Unlock()
@@ -463,7 +502,7 @@ func (p *pool) put(inst *instance, failure string) {
 		if reason == "" {
 			reason = "closed"
 		}
-		p.app.host.metrics.discarded.WithLabelValues(p.app.spec.Slug, reason).Inc()
+		p.app.metrics.discarded(reason).Inc()
 		p.discarded.Add(1)
 		inst.close()
 	}
@@ -478,15 +517,18 @@ func (p *pool) close() {
 	}
 	p.closed = true
 	close(p.done)
+	idle := p.idle
+	p.idle = nil
 	p.mu.Unlock()
-	for {
-		select {
-		case inst := <-p.idle:
-			inst.close()
-		default:
-			return
-		}
+	for _, inst := range idle {
+		inst.close()
 	}
+}
+
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
 }
 
 // Stats describes an app's pool.
@@ -498,5 +540,5 @@ type Stats struct {
 
 // Stats returns the app's pool figures.
 func (a *App) Stats() Stats {
-	return Stats{Idle: len(a.pool.idle), Busy: len(a.pool.slots), Discarded: int(a.pool.discarded.Load())}
+	return Stats{Idle: a.pool.idleCount(), Busy: len(a.pool.slots), Discarded: int(a.pool.discarded.Load())}
 }

@@ -14,6 +14,11 @@
 //	app, err := h.Load(ctx, host.AppSpec{Slug: "hello", Wasm: wasm, Manifest: m})
 //	resp, err := app.HandleHTTP(ctx, host.Caller{User: "u1"}, &abi.Request{Method: "GET", Path: "/"})
 //
+// A wall-clock limit stops a looping guest through Config.Interrupt: by
+// default each module is instrumented at load (package wasmrewrite) to call
+// a private yield host function every Config.YieldBudget loop iterations,
+// which ends the invocation once its deadline has passed (interrupt.go).
+//
 // The host functions live one file per capability (log.go, clock.go,
 // random.go, config.go, kv.go) and are registered in one table (registry.go).
 // The ABI they implement is package abi and docs/ABI.md.

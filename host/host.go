@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/wasmrewrite"
 )
 
 // ConsentChecker answers whether a user has granted an app a scope. The
@@ -60,8 +61,13 @@ type Config struct {
 	Pool          PoolOptions
 	MaxModuleSize int     // bytes; default 32 MiB
 	ExtraScopes   []Scope // scopes registered by later capabilities
-	// CloseOnContextDone makes wall-clock limits stop a running guest. It is on
-	// unless DisableInterrupt is set; see docs/RATIONALE.md for its cost.
+	// Interrupt selects how wall-clock limits stop a running guest; default
+	// InterruptYield. See docs/RATIONALE.md for the choice and its cost.
+	Interrupt Interrupt
+	// YieldBudget is the number of loop iterations between two deadline
+	// checks in InterruptYield mode; default wasmrewrite.DefaultBudget.
+	YieldBudget int32
+	// DisableInterrupt is the older spelling of Interrupt: InterruptNone.
 	DisableInterrupt bool
 }
 
@@ -77,6 +83,7 @@ type Host struct {
 	metrics   *metrics
 	now       func() time.Time
 	rand      io.Reader
+	interrupt Interrupt
 	validator wazero.Runtime // compiles modules for validation only
 }
 
@@ -98,6 +105,16 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if h.rand == nil {
 		h.rand = rand.Reader
 	}
+	var err error
+	if h.interrupt, err = ParseInterrupt(string(cfg.Interrupt)); err != nil {
+		return nil, err
+	}
+	if cfg.DisableInterrupt {
+		h.interrupt = InterruptNone
+	}
+	if h.cfg.YieldBudget <= 0 {
+		h.cfg.YieldBudget = wasmrewrite.DefaultBudget
+	}
 	if h.cfg.MaxModuleSize <= 0 {
 		h.cfg.MaxModuleSize = DefaultMaxModuleSize
 	}
@@ -112,14 +129,18 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.registry = newRegistry(cfg.ExtraScopes)
 	h.metrics = newMetrics(cfg.Metrics)
-	// The validator compiles with the apps' interrupt setting, which wazero
-	// hashes into the cache key, so a Validate at upload leaves in the on-disk
-	// cache the compiled module a later Load uses.
+	// The validator compiles what the apps' runtimes compile (the
+	// instrumented module in yield mode) with their interrupt setting, which
+	// wazero hashes into the cache key, so a Validate at upload leaves in the
+	// on-disk cache the compiled module a later Load uses.
 	h.validator = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
-		WithCloseOnContextDone(!h.cfg.DisableInterrupt))
+		WithCloseOnContextDone(h.interrupt == InterruptWazero))
 	return h, nil
 }
+
+// Interrupt returns how the host stops guests that overrun their wall clock.
+func (h *Host) Interrupt() Interrupt { return h.interrupt }
 
 // Registry returns the host's capability registry.
 func (h *Host) Registry() *Registry { return h.registry }
@@ -138,5 +159,5 @@ func (h *Host) runtimeConfig(memoryPages uint32) wazero.RuntimeConfig {
 	return wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(memoryPages).
-		WithCloseOnContextDone(!h.cfg.DisableInterrupt)
+		WithCloseOnContextDone(h.interrupt == InterruptWazero)
 }

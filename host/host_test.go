@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,21 +118,33 @@ func mustGet(t *testing.T, app *host.App, user, path string, wantStatus int, wan
 
 func TestFaults(t *testing.T) {
 	e := newEnv(t, host.Config{})
-	app := load(t, e, host.AppSpec{Wasm: faultsGuest(t), Manifest: mustManifest(t, string(guesttest.ReadFile(t, "host/testdata/faults/jifu.json")))})
+	m := mustManifest(t, string(guesttest.ReadFile(t, "host/testdata/faults/jifu.json")))
+	app := load(t, e, host.AppSpec{Wasm: faultsGuest(t), Manifest: m})
 	mustGet(t, app, "u1", "/ok", 200, "ok")
+	// The faults other than /loop run on a copy of the app with the longest
+	// wall-clock limit, so that on a loaded machine (race detector, other
+	// test packages) the wall clock cannot stop them before they reach the
+	// limit they test: growing to 400 pages took over 1 s under load.
+	patientManifest := *m
+	patientManifest.Slug = "faults-patient"
+	patientManifest.Limits.TimeoutMS = manifest.MaxLimits.TimeoutMS
+	patient := load(t, e, host.AppSpec{Wasm: faultsGuest(t), Manifest: &patientManifest})
 
 	tests := []struct {
 		path string
 		code string
+		app  *host.App
 	}{
-		{"/loop", host.CodeTimeout},
-		{"/panic", host.CodePanic},
-		{"/grow", host.CodeMemoryLimit},
-		{"/flood", host.CodeHostCallLimit},
-		{"/big", host.CodeResponseTooLarge},
+		{"/loop", host.CodeTimeout, app},
+		{"/panic", host.CodePanic, patient},
+		{"/grow", host.CodeMemoryLimit, patient},
+		{"/flood", host.CodeHostCallLimit, patient},
+		{"/big", host.CodeResponseTooLarge, patient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
+			app := tt.app
+			mustGet(t, app, "u1", "/ok", 200, "ok") // a warm instance: the timing below is the guest's
 			before := app.Stats().Discarded
 			start := time.Now()
 			_, err := get(t, app, "u1", tt.path)
@@ -139,8 +152,10 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("code = %q (%v), want %q", got, err, tt.code)
 			}
 			if tt.code == host.CodeTimeout {
-				if d := time.Since(start); d > 3*time.Second {
-					t.Fatalf("a 1 s timeout took %v to stop the guest", d)
+				// Stopping takes well under a millisecond after the 1 s limit
+				// (docs/BENCHMARKS.md); the margin is for a loaded machine.
+				if d := time.Since(start); d < time.Second || d > 6*time.Second {
+					t.Fatalf("a 1 s timeout stopped the guest after %v", d)
 				}
 			}
 			if got := app.Stats().Discarded; got != before+1 {
@@ -264,6 +279,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid WAT", guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"), manifestFor(t, "okay", `"storage"`, ""), nil},
 		{"garbage", []byte("not wasm"), manifestFor(t, "okay", "", ""), []string{"module_invalid@"}},
+		// 31 bytes declaring 3.7 billion data segments: wazero would ask for
+		// 176 GB and the process would die (found by FuzzInstrument).
+		{"decoder bomb", []byte("\x00asm\x01\x00\x00\x00\x0b\x15\xdd\xdd\xdd\xdd\x0b\x0200\x00000000000000"), manifestFor(t, "okay", "", ""), []string{"module_invalid@"}},
 		{"too large", make([]byte, 2<<20), manifestFor(t, "okay", "", ""), []string{"module_too_large@"}},
 		{"unknown scope", guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"), manifestFor(t, "okay", `"storage","payment.teleport"`, ""), []string{"scope_unknown@scopes[1]"}},
 		{"missing entry point", guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"),
@@ -334,30 +352,52 @@ func TestFaultsDoNotDisturbOthers(t *testing.T) {
 	bad := load(t, e, host.AppSpec{Wasm: wasm, Manifest: manifestFor(t, "bad", `"storage"`, `"timeout_ms":200,"memory_pages":300`)})
 	good := load(t, e, host.AppSpec{Wasm: wasm, Manifest: manifestFor(t, "good", `"storage"`, "")})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, path := range []string{"/loop", "/panic", "/grow", "/flood"} {
+	var faulted [4]atomic.Int64
+	for i, path := range []string{"/loop", "/panic", "/grow", "/flood"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				if _, err := get(t, bad, "", path); err == nil {
 					t.Errorf("%s succeeded", path)
 					return
 				}
+				faulted[i].Add(1)
 			}
 		}()
 	}
+	// 200 requests take well under a second; the bound is for a loaded
+	// machine. What is asserted is that they are served while every fault
+	// keeps happening next to them.
+	deadline := time.Now().Add(30 * time.Second)
 	served := 0
-	for served < 200 && ctx.Err() == nil {
+	for served < 200 && time.Now().Before(deadline) {
 		mustGet(t, good, "", "/ok", 200, "ok")
 		served++
 	}
-	cancel()
+	// Every fault completes at least once alongside (the first /grow can
+	// outlast 200 fast requests).
+	for i := range faulted {
+		for faulted[i].Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	close(stop)
 	wg.Wait()
 	if served < 200 {
-		t.Fatalf("the good app served %d requests while the bad one faulted", served)
+		t.Fatalf("the good app served %d requests in 30 s while the bad one faulted", served)
+	}
+	for i := range faulted {
+		if faulted[i].Load() == 0 {
+			t.Errorf("fault %d never completed within 30 s", i)
+		}
 	}
 }
 

@@ -17,23 +17,37 @@ type Caller struct {
 	RequestID string // correlates logs; generated when empty
 }
 
-// invocation is the state of one call into a guest. It travels in the
-// context passed to the guest's export, so every host call made during the
+// invocation is the state of one call into a guest. It is itself the
+// context passed to the guest's export (the invocation's context, with the
+// app's timeout, plus itself as a value), so every host call made during the
 // invocation sees exactly this app and user and nothing left from another.
 // An instance runs one invocation at a time, so the fields need no lock.
 type invocation struct {
+	context.Context
 	id      string
 	app     *App
 	user    string
 	calls   int
 	pending []byte      // a result that did not fit the guest's buffer, for result_take
 	fault   *jifu.Error // set when a host call aborted the invocation
+	call    call        // the current host call's state, reused by each
 }
 
 type invocationKey struct{}
 
+// withInvocation makes inv the context of the call into the guest: ctx's
+// deadline and values, and inv itself.
 func withInvocation(ctx context.Context, inv *invocation) context.Context {
-	return context.WithValue(ctx, invocationKey{}, inv)
+	inv.Context = ctx
+	return inv
+}
+
+// Value implements context.Context.
+func (inv *invocation) Value(key any) any {
+	if key == (invocationKey{}) {
+		return inv
+	}
+	return inv.Context.Value(key)
 }
 
 func invocationFrom(ctx context.Context) *invocation {

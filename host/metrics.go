@@ -1,6 +1,8 @@
 package host
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -37,4 +39,63 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.invocations, m.latency, m.hostCalls, m.instances, m.discarded)
 	}
 	return m
+}
+
+// appMetrics are one app version's collectors for the outcomes of every
+// request ("ok" invocations and host calls, latency, live instances),
+// resolved once at Load so that an invocation does not hash label values
+// and take the vectors' locks. Other outcomes resolve their labels when
+// they happen.
+type appMetrics struct {
+	m         *metrics
+	slug      string
+	latency   map[string]prometheus.Observer   // by entry point
+	ok        map[string]prometheus.Counter    // invocations by entry point, code "ok"
+	hostOK    map[*hostFunc]prometheus.Counter // host calls by function, code "ok"
+	instances prometheus.Gauge
+}
+
+func (m *metrics) forApp(slug string, entries []string, fns map[string]*hostFunc) *appMetrics {
+	am := &appMetrics{
+		m: m, slug: slug,
+		latency:   map[string]prometheus.Observer{},
+		ok:        map[string]prometheus.Counter{},
+		hostOK:    map[*hostFunc]prometheus.Counter{},
+		instances: m.instances.WithLabelValues(slug),
+	}
+	for _, e := range entries {
+		am.latency[e] = m.latency.WithLabelValues(slug, e)
+		am.ok[e] = m.invocations.WithLabelValues(slug, e, "ok")
+	}
+	for _, f := range fns {
+		am.hostOK[f] = m.hostCalls.WithLabelValues(slug, f.name, "ok")
+	}
+	return am
+}
+
+// invocation counts one invocation of entry with its result code.
+func (am *appMetrics) invocation(entry, code string, d time.Duration) {
+	if o, ok := am.latency[entry]; ok {
+		o.Observe(d.Seconds())
+	} else {
+		am.m.latency.WithLabelValues(am.slug, entry).Observe(d.Seconds())
+	}
+	if c, ok := am.ok[entry]; ok && code == "ok" {
+		c.Inc()
+		return
+	}
+	am.m.invocations.WithLabelValues(am.slug, entry, code).Inc()
+}
+
+// hostCall counts one host call of f with its result code.
+func (am *appMetrics) hostCall(f *hostFunc, code string) {
+	if c, ok := am.hostOK[f]; ok && code == "ok" {
+		c.Inc()
+		return
+	}
+	am.m.hostCalls.WithLabelValues(am.slug, f.name, code).Inc()
+}
+
+func (am *appMetrics) discarded(reason string) prometheus.Counter {
+	return am.m.discarded.WithLabelValues(am.slug, reason)
 }

@@ -117,7 +117,8 @@ func (h *Host) wrap(f *hostFunc) api.GoModuleFunc {
 		if f != fnResultTake {
 			inv.pending = nil // a pending result lives until the next host call
 		}
-		c := &call{inv: inv, mod: mod, stack: stack, fn: f}
+		c := &inv.call // host calls of an invocation run one at a time
+		*c = call{inv: inv, mod: mod, stack: stack, fn: f}
 		if inv.calls > inv.app.limits.HostCalls {
 			h.audit(inv, f, abi.ErrLimit, start)
 			c.abort(CodeHostCallLimit, "more than %d host calls in one invocation", inv.app.limits.HostCalls)
@@ -154,7 +155,7 @@ func (h *Host) audit(inv *invocation, f *hostFunc, res int64, start time.Time) {
 	if res < 0 {
 		code = abi.ErrorName(res)
 	}
-	h.metrics.hostCalls.WithLabelValues(inv.app.spec.Slug, f.name, code).Inc()
+	inv.app.metrics.hostCall(f, code)
 	if h.auditor == nil {
 		return
 	}

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jifu-open/jifu/host/abi"
 	"github.com/jifu-open/jifu/host/manifest"
+	"github.com/jifu-open/jifu/host/wasmrewrite"
 )
 
 // wasiModule is the WASI namespace Go and Rust guests import even as reactors.
@@ -70,15 +72,39 @@ func (h *Host) validate(ctx context.Context, rt wazero.Runtime, wasm []byte, m *
 		add(manifest.CodeModuleSize, "", "module is %d bytes, at most %d", len(wasm), h.cfg.MaxModuleSize)
 		return ps, nil
 	}
-	compiled, err := rt.CompileModule(ctx, wasm)
+	// wazero's decoder allocates by the counts a module declares before it
+	// reads them: a module of a few bytes can ask for hundreds of gigabytes.
+	// Nothing reaches the compiler, in any interrupt mode, unless every
+	// count fits the bytes that hold it.
+	if err := wasmrewrite.Check(wasm); err != nil && !errors.Is(err, wasmrewrite.ErrReserved) {
+		add(manifest.CodeModuleInvalid, "", "module does not decode: %v", err)
+		return ps, nil
+	}
+	// In yield mode the runtime compiles the instrumented module; its imports
+	// are the original's plus the host's private yield, skipped below. A
+	// module the rewriter refuses (one importing the private namespace, or one
+	// it cannot parse) is compiled as it is, so that every problem is reported
+	// from the original: the private import as not importable.
+	code, ierr := h.instrument(wasm)
+	instrumented := ierr == nil && h.interrupt == InterruptYield
+	if ierr != nil {
+		code = wasm
+	}
+	compiled, err := rt.CompileModule(ctx, code)
 	if err != nil {
 		add(manifest.CodeModuleInvalid, "", "module does not compile: %v", err)
 		return ps, nil
+	}
+	if ierr != nil && !errors.Is(ierr, wasmrewrite.ErrReserved) {
+		add(manifest.CodeModuleInvalid, "", "module cannot be instrumented for the wall-clock limit: %v", ierr)
 	}
 
 	for _, def := range compiled.ImportedFunctions() {
 		mod, name, _ := def.Import()
 		where := mod + "." + name
+		if instrumented && mod == wasmrewrite.YieldModule {
+			continue // the host's own import, added by the rewriter
+		}
 		switch mod {
 		case wasiModule:
 			if !wasiAllowed[name] {

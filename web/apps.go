@@ -64,7 +64,7 @@ func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	limit := int64(app.Limits().RequestBytes)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readBody(w, r, limit)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -75,10 +75,11 @@ func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := &abi.Request{
-		Method: r.Method,
-		Path:   "/" + chi.URLParam(r, "*"),
-		Query:  r.URL.RawQuery,
-		Body:   body,
+		Method:  r.Method,
+		Path:    "/" + chi.URLParam(r, "*"),
+		Query:   r.URL.RawQuery,
+		Body:    body,
+		Headers: make([]abi.Header, 0, len(r.Header)),
 	}
 	for name, values := range r.Header {
 		if hiddenRequestHeaders[name] {
@@ -117,4 +118,13 @@ func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(resp.Body)
 	}
+}
+
+// readBody reads a request's body up to limit bytes. A request without one
+// (most GETs) costs no buffer.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }

@@ -34,6 +34,8 @@ func main() {
 type cli struct {
 	DataDir  string `name:"data-dir" default:".data" env:"JIFU_DATA_DIR" help:"Folder for the private database, caches and artifacts."`
 	LogLevel string `name:"log-level" default:"info" enum:"debug,info,warn,error" env:"JIFU_LOG_LEVEL" help:"Log level (debug, info, warn, error)."`
+	// Interrupt is how wall-clock limits stop a looping guest (host.Interrupt).
+	Interrupt string `name:"interrupt" default:"yield" enum:"yield,wazero,none" env:"JIFU_INTERRUPT" help:"How wall-clock limits stop a running guest: yield (instrumented modules, default), wazero (WithCloseOnContextDone), none (trusted modules only)."`
 
 	Serve   serveCmd   `cmd:"" help:"Run the platform server."`
 	Migrate migrateCmd `cmd:"" help:"Apply or inspect database migrations."`

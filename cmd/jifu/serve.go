@@ -92,13 +92,14 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		consent = host.AllowAll{}
 	}
 	p.host, err = host.New(ctx, host.Config{
-		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
-		Logger:   e.log,
-		KV:       kvstore.New(pool),
-		Payments: p.pay.svc,
-		Audit:    p.audit,
-		Consent:  consent,
-		Metrics:  p.metrics,
+		CacheDir:  filepath.Join(e.cli.DataDir, "wazero-cache"),
+		Logger:    e.log,
+		KV:        kvstore.New(pool),
+		Payments:  p.pay.svc,
+		Audit:     p.audit,
+		Consent:   consent,
+		Metrics:   p.metrics,
+		Interrupt: host.Interrupt(e.cli.Interrupt),
 	})
 	if err != nil {
 		return nil, err
