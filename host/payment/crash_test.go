@@ -101,7 +101,7 @@ func TestCrash(t *testing.T) {
 	}
 	e := newEnv(t, func(c *payment.Config) { c.Clock = time.Now; c.Lease = crashLease })
 	e.app += fmt.Sprint("-", time.Now().UnixNano()) // its own payee and keys, run after run
-	e.l = ledger.New(e.pool) // the real clock, as the child's
+	e.l = ledger.New(e.pool)                        // the real clock, as the child's
 	svc, err := payment.New(payment.Config{Pool: e.pool, Ledger: e.l, Events: e.evs, Lease: crashLease})
 	if err != nil {
 		t.Fatal(err)
