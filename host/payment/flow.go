@@ -250,7 +250,8 @@ func (s *Service) fail(ctx context.Context, tx pgx.Tx, in Intent, payee int64, w
 // Resume finishes the payments whose process died: confirmed or authorized
 // intents whose lease ran out are completed, or failed with every hold
 // voided when a part is refused (a hold that expired meanwhile included).
-// It returns how many it took over. jifu serve runs it periodically.
+// It returns how many it took over, and the first error of those it could
+// not finish. jifu serve runs it periodically.
 func (s *Service) Resume(ctx context.Context) (int, error) {
 	var ids []string
 	err := s.inTx(ctx, "resume", func(tx pgx.Tx) error {
@@ -272,13 +273,20 @@ func (s *Service) Resume(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// One intent that cannot proceed now (its lease is renewed, so it is
+	// retried a lease later) does not hold up the others.
+	var first error
 	for _, id := range ids {
 		if _, err := s.process(ctx, id); err != nil {
-			return 0, err
+			s.log.WarnContext(ctx, "payment: resume failed", "intent", id, "err", err)
+			if first == nil {
+				first = err
+			}
+			continue
 		}
 		s.log.InfoContext(ctx, "payment: resumed", "intent", id)
 	}
-	return len(ids), nil
+	return len(ids), first
 }
 
 // ExpireIntents turns every created intent past its expiry expired, with

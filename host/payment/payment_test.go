@@ -261,6 +261,7 @@ type flaky struct {
 	payment.Balance
 	failCapture   atomic.Bool
 	failAuthorize atomic.Bool
+	failIntent    atomic.Value // string: capture fails for this intent only
 }
 
 func (f *flaky) Authorize(ctx context.Context, l *ledger.Ledger, r payment.Ref, timeout time.Duration) ([]int64, error) {
@@ -271,7 +272,7 @@ func (f *flaky) Authorize(ctx context.Context, l *ledger.Ledger, r payment.Ref, 
 }
 
 func (f *flaky) Capture(ctx context.Context, l *ledger.Ledger, r payment.Ref, holds []int64) error {
-	if f.failCapture.Load() {
+	if id, _ := f.failIntent.Load().(string); f.failCapture.Load() || id == r.IntentID {
 		return jifu.Errorf(jifu.CodeUnavailable, "injected: the process died")
 	}
 	return f.Balance.Capture(ctx, l, r, holds)
@@ -365,6 +366,36 @@ func TestResume(t *testing.T) {
 		t.Fatalf("resumed %+v", got)
 	}
 	if w := e.wallet(u); w.Available() != 1_300 || w.DebitsPending != 0 {
+		t.Fatalf("wallet %+v", w)
+	}
+
+	// One intent that still cannot finish does not hold up another.
+	fl.failCapture.Store(true)
+	stuck := e.create(u, 100, "resume-stuck")
+	fine := e.create(u, 200, "resume-fine")
+	for _, in := range []payment.Intent{stuck, fine} {
+		if _, err := e.svc.Confirm(e.ctx, in.ID, u, balanceOnly(u, in.Amount)); err == nil {
+			t.Fatal("capture did not fail")
+		}
+	}
+	fl.failCapture.Store(false)
+	fl.failIntent.Store(stuck.ID)
+	e.clk.Add(2 * time.Minute)
+	if n, err := e.svc.Resume(e.ctx); n != 2 || jifu.ErrorCode(err) != jifu.CodeUnavailable {
+		t.Fatalf("resume with one stuck intent: %d %v", n, err)
+	}
+	if got, _ := e.svc.Intent(e.ctx, fine.ID); got.State != payment.StateSucceeded {
+		t.Fatalf("the other intent %+v", got)
+	}
+	if got, _ := e.svc.Intent(e.ctx, stuck.ID); got.State != payment.StateAuthorized {
+		t.Fatalf("the stuck intent %+v", got)
+	}
+	fl.failIntent.Store("")
+	e.clk.Add(2 * time.Minute)
+	if n, err := e.svc.Resume(e.ctx); n != 1 || err != nil {
+		t.Fatalf("resume once it can: %d %v", n, err)
+	}
+	if w := e.wallet(u); w.Available() != 1_000 || w.DebitsPending != 0 {
 		t.Fatalf("wallet %+v", w)
 	}
 	e.check()

@@ -402,13 +402,13 @@ func onEvent(ev *sdk.Event) error {
 	}
 	pe, err := sdk.PaymentEventOf(ev)
 	if err != nil {
-		sdk.Log(sdk.LevelWarn, "undecodable payment event "+ev.ID+": "+err.Error())
+		_ = sdk.Log(sdk.LevelWarn, "undecodable payment event "+ev.ID+": "+err.Error())
 		return nil // redelivery would not help
 	}
 	in := pe.Intent
 	o, err := loadOrder(in.User, in.Key)
 	if errors.Is(err, sdk.ErrNotFound) {
-		sdk.Log(sdk.LevelWarn, "payment event for an unknown order "+in.Key)
+		_ = sdk.Log(sdk.LevelWarn, "payment event for an unknown order "+in.Key)
 		return nil
 	}
 	if err != nil {
