@@ -44,12 +44,14 @@ var (
 // scopes lists every scope this host offers. Later capabilities add theirs.
 var scopes = []Scope{
 	{Name: "storage", Description: "Keep the app's own data (a key-value store no other app can read)"},
+	scopeEscrow,
 }
 
 // functions is the registration table of every host function.
 var functions = []*hostFunc{
 	fnLog, fnClockNow, fnRandom, fnConfigGet, fnResultTake,
 	fnKVGet, fnKVPut, fnKVDelete, fnKVCAS, fnKVScan,
+	fnEscrowCall,
 }
 
 // Registry maps scopes to host functions. It is immutable once built.
