@@ -215,6 +215,9 @@ func (s *Service) run(ctx context.Context, a Actor, op, bill string, req any, st
 		}
 		return replay(prior)
 	}
+	if resp.State == StateBankPending {
+		return s.settleBank(ctx, a.App, bill)
+	}
 	return resp, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 )
@@ -27,5 +28,6 @@ func Sets() []database.MigrationSet {
 		audit.Migrations,
 		configstore.Migrations,
 		ledger.Migrations,
+		escrow.Migrations,
 	}
 }
