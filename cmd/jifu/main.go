@@ -39,6 +39,7 @@ type cli struct {
 	Migrate migrateCmd `cmd:"" help:"Apply or inspect database migrations."`
 	App     appCmd     `cmd:"" help:"Developer commands: init, build, check and run an app."`
 	Dev     devCmd     `cmd:"" help:"Commands for working on the platform itself."`
+	Ledger  ledgerCmd  `cmd:"" help:"The host ledger: check invariants, daily report."`
 }
 
 // env is what every command receives: the process's environment and output.

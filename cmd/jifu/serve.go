@@ -21,6 +21,7 @@ import (
 	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/kvstore"
+	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/web"
 )
 
@@ -39,6 +40,7 @@ type platform struct {
 	host    *host.Host
 	apps    *host.AppSet
 	config  *configstore.Store
+	ledger  *ledger.Ledger
 	metrics *prometheus.Registry
 	ready   func(context.Context) error
 }
@@ -70,6 +72,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		return nil, err
 	}
 	p.audit = audit.New(pool, e.log)
+	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
 	var consent host.ConsentChecker = host.DenyAll{}
 	if dev {
 		consent = host.AllowAll{}
@@ -155,7 +158,7 @@ func seed(ctx context.Context, p *platform) error {
 	} else if err != nil {
 		return err
 	}
-	return nil
+	return seedLedger(ctx, p.ledger)
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
@@ -169,6 +172,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			return fmt.Errorf("seeding demo data: %w", err)
 		}
 	}
+	defer startHoldExpiry(ctx, p.ledger, e.log)()
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err

@@ -265,10 +265,15 @@ func (l *Ledger) retry(ctx context.Context, what string, fn func() error) error 
 	}
 }
 
-// retryable reports a deadlock, a serialization failure, or our own
-// "a concurrent request won the key" signal.
+// retryable reports a deadlock, a serialization failure, or a concurrent
+// request that won one of our keys.
 func retryable(err error) bool {
-	return database.IsCode(err, "40001") || database.IsCode(err, "40P01") || errors.Is(err, errRetryInternal)
+	if database.IsCode(err, "40001") || database.IsCode(err, "40P01") || errors.Is(err, errRetryInternal) {
+		return true
+	}
+	// ledger_submit: a concurrent request took one of the batch's keys.
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "ledger_transfers_caller_key_key"
 }
 
 // errRetryInternal is what the functions' 'retry' result becomes before

@@ -299,12 +299,25 @@ func (l *Ledger) submit(ctx context.Context, caller string, ts []Transfer, what 
 			ids      []int64
 			created  *time.Time
 			replayed bool
+			err      error
 		)
-		err := l.db.QueryRow(ctx, `
-			SELECT o_code, o_index, o_detail, o_ids, o_created, o_replayed
-			FROM ledger_submit($1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[], $10)`,
-			caller, now, keys, sums, debits, credits, amounts, codes, metas, timeouts).
-			Scan(&code, &index, &detail, &ids, &created, &replayed)
+		if n == 1 {
+			var id *int64
+			err = l.db.QueryRow(ctx, `
+				SELECT o_code, o_detail, o_id, o_created, o_replayed
+				FROM ledger_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)`,
+				caller, now, keys[0], sums[0], debits[0], credits[0], amounts[0], codes[0], metas[0], timeouts[0]).
+				Scan(&code, &detail, &id, &created, &replayed)
+			if id != nil {
+				ids = []int64{*id}
+			}
+		} else {
+			err = l.db.QueryRow(ctx, `
+				SELECT o_code, o_index, o_detail, o_ids, o_created, o_replayed
+				FROM ledger_submit($1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[], $10)`,
+				caller, now, keys, sums, debits, credits, amounts, codes, metas, timeouts).
+				Scan(&code, &index, &detail, &ids, &created, &replayed)
+		}
 		if err != nil {
 			return dbError(ctx, what, err)
 		}
