@@ -195,7 +195,7 @@ func newEnv(t *testing.T, viaWASM bool) *env {
 	e.svc = escrow.New(escrow.Config{Pool: pool, Ledger: l, RealNames: realNames{pool}, SMS: e.sms, Bank: e.bank,
 		Clock: c.Now, BankName: e.app + "-bank"})
 	if viaWASM {
-		e.wasm = loadGuest(t, e)
+		e.wasm = loadGuest(t, e, host.Config{Escrow: e.svc, Consent: host.AllowAll{}})
 	}
 	return e
 }
@@ -205,7 +205,7 @@ var (
 	guestWasm []byte
 )
 
-func loadGuest(t *testing.T, e *env) *host.App {
+func loadGuest(t *testing.T, e *env, cfg host.Config) *host.App {
 	t.Helper()
 	guestOnce.Do(func() { guestWasm = guesttest.BuildGo(t, "host/escrow/testdata/guest") })
 	if guestWasm == nil {
@@ -218,7 +218,8 @@ func loadGuest(t *testing.T, e *env) *host.App {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h, err := host.New(ctx, host.Config{Escrow: e.svc, Consent: host.AllowAll{}, CacheDir: dir})
+	cfg.CacheDir = dir
+	h, err := host.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
