@@ -81,6 +81,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
 		Logger:   e.log,
 		KV:       kvstore.New(pool),
+		Escrow:   newEscrow(pool, p.ledger, e.log, escrowPeers{}),
 		Audit:    p.audit,
 		Consent:  consent,
 		Metrics:  p.metrics,
