@@ -96,6 +96,9 @@ func (s *Service) SMSConfirm(ctx context.Context, a Actor, r SMSConfirm) (Respon
 		if err != nil {
 			return err
 		}
+		if p.op != OpOpenAccount && p.op != OpRegisterLoan && p.op != OpWithholdTopUp {
+			return fail(ErrNotFound, "no request %s waiting for an SMS code", r.MerBillNo)
+		}
 		if p.state != StateAwaitingSMS {
 			prior = p
 			return nil
@@ -214,12 +217,16 @@ func (s *Service) loanConfirmed(ctx context.Context, tx pgx.Tx, l *ledger.Ledger
 	}
 	rate, _ := parseRate("TrdLendRate", r.TrdLendRate)
 	now := s.now()
-	_, err = tx.Exec(ctx, `INSERT INTO escrow_loans (app, bid_no, bill_no, borrower, amount, rate, deadline, capacity_id,
-		borrower_margin_id, guarantor_margin_id, created_at) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10, $11)`,
+	tag, err := tx.Exec(ctx, `INSERT INTO escrow_loans (app, bid_no, bill_no, borrower, amount, rate, deadline, capacity_id,
+		borrower_margin_id, guarantor_margin_id, created_at) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10, $11)
+		ON CONFLICT DO NOTHING`,
 		app, r.BidNo, bill, r.Borrower, r.LendAmt, rate.String(), now.Add(time.Duration(r.RaiseDays)*24*time.Hour),
 		ids["capacity"], ids["borrower-margin"], ids["guarantor-margin"], now)
 	if err != nil {
 		return Response{}, err
+	}
+	if tag.RowsAffected() == 0 { // registered concurrently under another bill
+		return Response{}, fail(ErrWrongState, "listing %s is already registered", r.BidNo)
 	}
 	return Response{State: StateDone, Amount: r.LendAmt, Remaining: r.LendAmt}, nil
 }
@@ -512,7 +519,8 @@ func (s *Service) debtTransfer(ctx context.Context, tx pgx.Tx, l *ledger.Ledger,
 }
 
 // compensate (scenario 8, 担保方代偿): the guarantor pays the holders (or the
-// named Payees) pro rata; the borrower then owes the guarantor.
+// named Payees) pro rata, from its margin on the listing first and then from
+// its custody account; the borrower then owes the guarantor.
 func (s *Service) compensate(ctx context.Context, tx pgx.Tx, l *ledger.Ledger, a Actor, ln *loan, r Transfer) (Response, error) {
 	if ln.guarantor == "" {
 		return Response{}, fail(ErrWrongState, "listing %s has no guarantor", ln.bidNo)
@@ -524,6 +532,18 @@ func (s *Service) compensate(ctx context.Context, tx pgx.Tx, l *ledger.Ledger, a
 	hs, err := s.holdings(ctx, tx, a.App, ln.bidNo, r.Payees)
 	if err != nil {
 		return Response{}, err
+	}
+	// The guarantor's margin on this listing pays first: it was frozen for
+	// exactly this.
+	margin, err := l.Balance(ctx, ln.gMargin)
+	if err != nil {
+		return Response{}, err
+	}
+	if m := min(margin.Available(), r.Amount); m > 0 {
+		if _, err := l.Transfer(ctx, ledgerCaller(a.App), ledger.Transfer{ID: r.MerBillNo + "/margin", Debit: ln.gMargin, Credit: g,
+			Amount: m, Code: "margin.apply"}); err != nil {
+			return Response{}, err
+		}
 	}
 	lines, err := s.payOut(ctx, tx, l, a.App, r.MerBillNo, g, r.Amount, hs, "compensation")
 	if err != nil {

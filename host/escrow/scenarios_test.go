@@ -283,15 +283,21 @@ func TestS07Repay(t *testing.T) {
 	e.check()
 }
 
-// S08 担保方代偿: the guarantor pays the holders (or the named ones).
+// S08 担保方代偿: the guarantor pays the holders (or the named ones), its
+// margin on the listing first.
 func TestS08Compensation(t *testing.T) {
 	e := newEnv(t, false)
 	_, i1, i2, bidNo := released(e)
 	e.refused(escrow.ErrWrongState, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "compensation", BidNo: bidNo, Amount: 10})
 	g := e.party("g", "guarantor", 20_000)
-	e.ok(g, escrow.OpRegisterGuarantor, escrow.RegisterGuarantor{MerBillNo: bill("G"), BidNo: bidNo, Guarantor: g})
+	e.ok(g, escrow.OpRegisterGuarantor, escrow.RegisterGuarantor{MerBillNo: bill("G"), BidNo: bidNo, Guarantor: g, MarginAmt: 5_000})
+	e.wantBalance(g, "guarantor", 15_000, 0)
+	// Margin (5,000) and custody (15,000) together cannot cover 20,001.
 	e.refused(escrow.ErrInsufficientFunds, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "compensation", BidNo: bidNo, Amount: 20_001})
+	e.wantBalance(g, "guarantor", 15_000, 0)
 	e.ok("", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "compensation", BidNo: bidNo, Amount: 10_000})
+	e.wantBalance(g, "guarantor", 10_000, 0) // the margin paid 5,000 of it
+	e.refused(escrow.ErrExceedsMargin, "", escrow.OpUnfreeze, escrow.Unfreeze{MerBillNo: bill("U"), BidNo: bidNo, UnfreezeType: "guarantor", Amount: 1})
 	e.wantBalance(i1, "investor", 6_000, 0)
 	e.wantBalance(i2, "investor", 4_000, 0)
 	e.refused(escrow.ErrNotFound, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "compensation", BidNo: bidNo, Amount: 1, Payees: []string{g}})
@@ -612,6 +618,7 @@ func TestIdempotency(t *testing.T) {
 	e.wantBalance(bor, "borrower", 99_000, 0)
 	e.refused(escrow.ErrIdempotencyConflict, bor, escrow.OpRepay, escrow.Repay{MerBillNo: b, BidNo: bidNo, Amount: 1_001})
 	e.refused(escrow.ErrIdempotencyConflict, bor, escrow.OpUnfreeze, escrow.Unfreeze{MerBillNo: b, BidNo: bidNo, UnfreezeType: "borrower", Amount: 1})
+	e.refused(escrow.ErrNotFound, bor, escrow.OpSMSConfirm, escrow.SMSConfirm{MerBillNo: b, SmsCode: "123456"})
 	// A refused request leaves no trace: its bill is free for a good one.
 	b2 := bill("R")
 	e.refused(escrow.ErrInsufficientFunds, bor, escrow.OpRepay, escrow.Repay{MerBillNo: b2, BidNo: bidNo, Amount: 1_000_000})
