@@ -408,38 +408,13 @@ type frozenBid struct {
 // all, the one-time release) to the borrower, records the investors'
 // claims, and takes the platform's fee from the borrower.
 func (s *Service) invest(ctx context.Context, tx pgx.Tx, l *ledger.Ledger, a Actor, ln *loan, r Transfer) (Response, error) {
-	q := `SELECT bill_no, investor, amount, hold_id, cap_hold_id, status FROM escrow_bids WHERE app = $1 AND bid_no = $2`
-	args := []any{a.App, ln.bidNo}
-	bills := sortedUnique(r.Bills)
-	if len(bills) > 0 {
-		q += ` AND bill_no = ANY($3)`
-		args = append(args, bills)
-	} else {
-		q += ` AND status = 'frozen'`
-	}
-	rows, err := tx.Query(ctx, q+` ORDER BY bill_no FOR UPDATE`, args...)
+	bids, err := s.bids(ctx, tx, a.App, ln.bidNo, r.Bills)
 	if err != nil {
 		return Response{}, err
-	}
-	bids, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (frozenBid, error) {
-		var b frozenBid
-		return b, row.Scan(&b.bill, &b.investor, &b.amount, &b.hold, &b.capHold, &b.status)
-	})
-	if err != nil {
-		return Response{}, err
-	}
-	if len(bills) > 0 && len(bids) != len(bills) {
-		return Response{}, fail(ErrNotFound, "some of Bills are not bids on %s", ln.bidNo)
-	}
-	if len(bids) == 0 {
-		return Response{}, fail(ErrWrongState, "listing %s has no frozen bids", ln.bidNo)
 	}
 	caller := ledgerCaller(a.App)
 	var sum int64
 	for _, b := range bids {
-		if b.status != "frozen" {
-			return Response{}, fail(ErrWrongState, "bid %s is %s", b.bill, b.status)
-		}
 		if _, err := l.PostPending(ctx, caller, r.MerBillNo+"/"+b.bill, b.hold, 0); err != nil {
 			return Response{}, fromLedger(err, ErrWrongState, "bid "+b.bill)
 		}
@@ -474,6 +449,43 @@ func (s *Service) invest(ctx context.Context, tx pgx.Tx, l *ledger.Ledger, a Act
 		return Response{}, err
 	}
 	return Response{Amount: sum, Released: released}, nil
+}
+
+// bids locks and returns the listed bids of a listing (none listed: every
+// frozen one), refusing unknown bills and bids no longer frozen.
+func (s *Service) bids(ctx context.Context, tx pgx.Tx, app, bidNo string, list []string) ([]frozenBid, error) {
+	q := `SELECT bill_no, investor, amount, hold_id, cap_hold_id, status FROM escrow_bids WHERE app = $1 AND bid_no = $2`
+	args := []any{app, bidNo}
+	bills := sortedUnique(list)
+	if len(bills) > 0 {
+		q += ` AND bill_no = ANY($3)`
+		args = append(args, bills)
+	} else {
+		q += ` AND status = 'frozen'`
+	}
+	rows, err := tx.Query(ctx, q+` ORDER BY bill_no FOR UPDATE`, args...)
+	if err != nil {
+		return nil, err
+	}
+	bids, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (frozenBid, error) {
+		var b frozenBid
+		return b, row.Scan(&b.bill, &b.investor, &b.amount, &b.hold, &b.capHold, &b.status)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(bills) > 0 && len(bids) != len(bills) {
+		return nil, fail(ErrNotFound, "some of Bills are not bids on %s", bidNo)
+	}
+	if len(bids) == 0 {
+		return nil, fail(ErrWrongState, "listing %s has no frozen bids", bidNo)
+	}
+	for _, b := range bids {
+		if b.status != "frozen" {
+			return nil, fail(ErrWrongState, "bid %s is %s", b.bill, b.status)
+		}
+	}
+	return bids, nil
 }
 
 func addClaim(ctx context.Context, tx pgx.Tx, app, bidNo, holder string, principal int64) error {
@@ -739,4 +751,79 @@ func (s *Service) Balance(ctx context.Context, a Actor, r Balance) (Response, er
 		return err
 	})
 	return resp, err
+}
+
+// Cancel returns frozen bids or a frozen debt-transfer price to their
+// owners (see the type's doc). The platform makes it: it only gives money
+// back.
+func (s *Service) Cancel(ctx context.Context, a Actor, r Cancel) (Response, error) {
+	if err := r.validate(); err != nil {
+		return Response{}, err
+	}
+	return s.run(ctx, a, OpCancel, r.MerBillNo, r, StateDone, func(tx pgx.Tx, l *ledger.Ledger) (Response, error) {
+		ln, err := s.loan(ctx, tx, a.App, r.BidNo, true)
+		if err != nil {
+			return Response{}, err
+		}
+		caller := ledgerCaller(a.App)
+		// void releases a hold; one the expiry sweep already voided is
+		// returned money too.
+		void := func(key string, hold int64) error {
+			_, err := l.VoidPending(ctx, caller, key, hold)
+			if ledger.ReasonOf(err) == ledger.ErrHoldResolved {
+				return nil
+			}
+			return err
+		}
+		if r.CancelType == TransferDebt {
+			var (
+				seller, status   string
+				principal, price int64
+				hold             int64
+			)
+			err := tx.QueryRow(ctx, `SELECT seller, principal, price, hold_id, status FROM escrow_debt_transfers
+				WHERE app = $1 AND bill_no = $2 AND bid_no = $3 FOR UPDATE`, a.App, r.Bills[0], ln.bidNo).
+				Scan(&seller, &principal, &price, &hold, &status)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return Response{}, fail(ErrNotFound, "no debt transfer %s on %s", r.Bills[0], ln.bidNo)
+			}
+			if err != nil {
+				return Response{}, err
+			}
+			if status != "frozen" {
+				return Response{}, fail(ErrWrongState, "debt transfer %s is %s", r.Bills[0], status)
+			}
+			if err := void(r.MerBillNo+"/void", hold); err != nil {
+				return Response{}, err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE escrow_claims SET reserved = reserved - $4 WHERE app = $1 AND bid_no = $2 AND holder = $3`,
+				a.App, ln.bidNo, seller, principal); err != nil {
+				return Response{}, err
+			}
+			_, err = tx.Exec(ctx, `UPDATE escrow_debt_transfers SET status = 'cancelled' WHERE app = $1 AND bill_no = $2`, a.App, r.Bills[0])
+			return Response{Amount: price}, err
+		}
+		bids, err := s.bids(ctx, tx, a.App, ln.bidNo, r.Bills)
+		if err != nil {
+			return Response{}, err
+		}
+		var sum int64
+		for _, b := range bids {
+			if err := void(r.MerBillNo+"/"+b.bill, b.hold); err != nil {
+				return Response{}, err
+			}
+			if err := void(r.MerBillNo+"/"+b.bill+"/capacity", b.capHold); err != nil {
+				return Response{}, err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE escrow_bids SET status = 'cancelled' WHERE app = $1 AND bill_no = $2`, a.App, b.bill); err != nil {
+				return Response{}, err
+			}
+			sum += b.amount
+		}
+		left, err := l.Balance(ctx, ln.capacity)
+		if err != nil {
+			return Response{}, err
+		}
+		return Response{Amount: sum, Remaining: left.Available()}, nil
+	})
 }

@@ -30,6 +30,7 @@ const (
 	OpWithdraw          = "withdraw"               // 4.14 提现
 	OpAuthorize         = "authorize"              // 4.7 自动投标签约, 4.8 自动还款签约, withholding mandate
 	OpRevoke            = "revoke"                 // ends a standing authorization
+	OpCancel            = "cancel"                 // returns frozen bids (a failed listing) or a frozen debt-transfer price
 	OpQuery             = "query"                  // a bill's state and response (settles an unknown bank outcome)
 	OpBalance           = "balance"                // a custody account's available and frozen amounts
 )
@@ -142,6 +143,18 @@ type Transfer struct {
 	Payees       []string `json:",omitempty"`
 	Amount       int64    `json:",omitempty"`
 	Fee          int64    `json:",omitempty"`
+}
+
+// Cancel returns frozen money of BidNo to its owners, by CancelType: bid
+// voids the frozen bids Bills (none: every frozen bid, the failed listing,
+// 流标) and gives their capacity back; debt_transfer voids the buyer's
+// frozen price of the one registration in Bills and frees the reserved
+// claim. Holds the expiry sweep already returned are only marked.
+type Cancel struct {
+	MerBillNo  string
+	CancelType string
+	BidNo      string
+	Bills      []string `json:",omitempty"`
 }
 
 // Repay pays Amount from BidNo's borrower to the claim holders pro rata.
@@ -287,6 +300,8 @@ func Decode(op string, body []byte) (any, error) {
 		r = &Authorize{}
 	case OpRevoke:
 		r = &Revoke{}
+	case OpCancel:
+		r = &Cancel{}
 	case OpQuery:
 		r = &Query{}
 	case OpBalance:
@@ -479,6 +494,33 @@ func (r *Transfer) validate() error {
 		return checkAmount("Amount", r.Amount, false)
 	default:
 		return fail(ErrInvalid, "TransferType must be invest, debt_transfer, compensation or compensation_repay, not %q", r.TransferType)
+	}
+	return nil
+}
+
+func (r *Cancel) validate() error {
+	if err := checkBill("MerBillNo", r.MerBillNo); err != nil {
+		return err
+	}
+	if err := checkBill("BidNo", r.BidNo); err != nil {
+		return err
+	}
+	if len(r.Bills) > MaxBills {
+		return fail(ErrInvalid, "at most %d Bills", MaxBills)
+	}
+	for _, b := range r.Bills {
+		if err := checkBill("Bills[]", b); err != nil {
+			return err
+		}
+	}
+	switch r.CancelType {
+	case "bid":
+	case TransferDebt:
+		if len(r.Bills) != 1 {
+			return fail(ErrInvalid, "cancelling a debt_transfer takes exactly one of Bills")
+		}
+	default:
+		return fail(ErrInvalid, "CancelType must be bid or debt_transfer, not %q", r.CancelType)
 	}
 	return nil
 }

@@ -627,3 +627,42 @@ func TestIdempotency(t *testing.T) {
 	e.wantBalance(bor, "borrower", 98_000, 0)
 	e.check()
 }
+
+// Cancelling: frozen bids of a failed listing (流标) and a frozen debt-transfer
+// price go back to their owners, capacity and claims with them.
+func TestCancel(t *testing.T) {
+	e := newEnv(t, false)
+	bor, i1, i2, bidNo := released(e)
+	buyer := e.party("buyer", "investor", 10_000)
+	d := bill("D")
+	e.ok(buyer, escrow.OpRegisterDebt, escrow.RegisterDebtTransfer{MerBillNo: d, BidNo: bidNo, Seller: i1, Buyer: buyer, Principal: 60_000, Price: 9_000})
+	e.refused(escrow.ErrInvalid, "", escrow.OpCancel, escrow.Cancel{MerBillNo: bill("C"), CancelType: "debt_transfer", BidNo: bidNo})
+	e.ok("", escrow.OpCancel, escrow.Cancel{MerBillNo: bill("C"), CancelType: "debt_transfer", BidNo: bidNo, Bills: []string{d}})
+	e.wantBalance(buyer, "investor", 10_000, 0)
+	e.refused(escrow.ErrWrongState, "", escrow.OpCancel, escrow.Cancel{MerBillNo: bill("C"), CancelType: "debt_transfer", BidNo: bidNo, Bills: []string{d}})
+	// The reservation is free again: the whole claim can be sold.
+	e.ok(buyer, escrow.OpRegisterDebt, escrow.RegisterDebtTransfer{MerBillNo: bill("D"), BidNo: bidNo, Seller: i1, Buyer: buyer, Principal: 60_000, Price: 1})
+
+	l2 := e.listing(bor, 50_000, 0)
+	b1, b2 := bill("B"), bill("B")
+	e.topUp(i2, "investor", 30_000)
+	e.ok(i2, escrow.OpBid, escrow.Bid{MerBillNo: b1, BidNo: l2, Investor: i2, TrdAmt: 10_000})
+	e.ok(i2, escrow.OpBid, escrow.Bid{MerBillNo: b2, BidNo: l2, Investor: i2, TrdAmt: 20_000})
+	r := e.ok("", escrow.OpCancel, escrow.Cancel{MerBillNo: bill("C"), CancelType: "bid", BidNo: l2, Bills: []string{b1}})
+	if r.Amount != 10_000 || r.Remaining != 30_000 {
+		t.Fatalf("cancel one: %+v", r)
+	}
+	e.wantBalance(i2, "investor", 10_000, 20_000)
+	// The rest expires with the listing; cancelling then only marks it.
+	e.clock.Add(31 * 24 * time.Hour)
+	if _, err := e.l.ExpireHolds(t.Context(), e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.ok("", escrow.OpCancel, escrow.Cancel{MerBillNo: bill("C"), CancelType: "bid", BidNo: l2}); r.Amount != 20_000 || r.Remaining != 50_000 {
+		t.Fatalf("cancel all: %+v", r)
+	}
+	e.wantBalance(i2, "investor", 30_000, 0)
+	e.refused(escrow.ErrWrongState, "", escrow.OpCancel, escrow.Cancel{MerBillNo: bill("C"), CancelType: "bid", BidNo: l2})
+	e.refused(escrow.ErrWrongState, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "invest", BidNo: l2, Bills: []string{b2}})
+	e.check()
+}

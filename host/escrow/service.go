@@ -75,6 +75,8 @@ func (s *Service) Call(ctx context.Context, a Actor, op string, body []byte) (Re
 		return s.Authorize(ctx, a, *r)
 	case *Revoke:
 		return s.Revoke(ctx, a, *r)
+	case *Cancel:
+		return s.Cancel(ctx, a, *r)
 	case *Query:
 		return s.Query(ctx, a, *r)
 	case *Balance:

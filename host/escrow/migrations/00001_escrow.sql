@@ -90,7 +90,8 @@ CREATE TABLE escrow_claims (
 );
 
 -- Debt transfers (债权转让): the buyer's frozen price (a hold, credit: the
--- seller) for principal of the seller's claim. status: frozen, done.
+-- seller) for principal of the seller's claim. status: frozen, done,
+-- cancelled.
 CREATE TABLE escrow_debt_transfers (
     app       text        NOT NULL,
     bill_no   text        NOT NULL,
@@ -100,7 +101,7 @@ CREATE TABLE escrow_debt_transfers (
     principal bigint      NOT NULL CHECK (principal > 0),
     price     bigint      NOT NULL CHECK (price > 0),
     hold_id   bigint      NOT NULL,
-    status    text        NOT NULL CHECK (status IN ('frozen', 'done')),
+    status    text        NOT NULL CHECK (status IN ('frozen', 'done', 'cancelled')),
     created_at timestamptz NOT NULL,
     PRIMARY KEY (app, bill_no)
 );
