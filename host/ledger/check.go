@@ -87,7 +87,7 @@ var invariants = []invariant{
 		                   ELSE 'open hold differs from its transfer' END)
 		FROM (SELECT t.* FROM ledger_transfers t
 		       WHERE t.kind = 'pending'
-		         AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)) p
+		         AND t.id NOT IN (SELECT pending_id FROM ledger_transfers WHERE pending_id IS NOT NULL)) p
 		FULL JOIN ledger_holds h ON h.pending_id = p.id
 		WHERE p.id IS NULL OR h.pending_id IS NULL
 		   OR h.debit_id <> p.debit_id OR h.credit_id <> p.credit_id OR h.amount <> p.amount

@@ -308,6 +308,9 @@ func TestConcurrentReplays(t *testing.T) {
 	l := ledger.New(dbtest.Pool(t))
 	bk := newBooks(t, l)
 	bk.fund(t, bk.a, 10_000)
+	drain := newBooks(t, l) // wallets a and b hold exactly what the drains take
+	drain.fund(t, drain.a, 1_000)
+	drain.fund(t, drain.b, 1_000)
 	hold, err := l.Transfer(ctx, bk.caller, ledger.Transfer{ID: "hold", Debit: bk.a.ID, Credit: bk.b.ID, Amount: 1_000,
 		Code: "freeze", Pending: true, Timeout: time.Hour})
 	if err != nil {
@@ -325,12 +328,25 @@ func TestConcurrentReplays(t *testing.T) {
 				{ID: "once-b2", Debit: bk.b.ID, Credit: bk.a.ID, Amount: 5, Code: "refund"},
 			})
 		},
+		// The whole balance: the losers of the race must not see
+		// insufficient funds, but the winner's result.
+		"drain": func() ([]ledger.Result, error) {
+			r, err := l.Transfer(ctx, bk.caller, ledger.Transfer{ID: "once-all", Debit: drain.a.ID, Credit: drain.bank.ID, Amount: 1_000, Code: "withdraw"})
+			return []ledger.Result{r}, err
+		},
+		"drain-batch": func() ([]ledger.Result, error) {
+			return l.Submit(ctx, bk.caller, []ledger.Transfer{
+				{ID: "once-all-b1", Debit: drain.b.ID, Credit: drain.bank.ID, Amount: 500, Code: "withdraw"},
+				{ID: "once-all-b2", Debit: drain.b.ID, Credit: drain.bank.ID, Amount: 500, Code: "withdraw"},
+			})
+		},
 		"post": func() ([]ledger.Result, error) {
 			r, err := l.PostPending(ctx, bk.caller, "once-post", hold.ID, 400)
 			return []ledger.Result{r}, err
 		},
 	}
-	for name, do := range requests {
+	for _, name := range []string{"transfer", "batch", "drain", "drain-batch", "post"} {
+		do := requests[name]
 		t.Run(name, func(t *testing.T) {
 			results := make([][]ledger.Result, n)
 			errs := make([]error, n)
@@ -363,9 +379,14 @@ func TestConcurrentReplays(t *testing.T) {
 			}
 		})
 	}
-	// One effect each: 7, then 11 - 5, then the post of 400.
+	// One effect each: 7, then 11 - 5, then the post of 400; the drains once.
 	if a := bk.balance(t, bk.a.ID); a.DebitsPosted != 7+11+400 || a.CreditsPosted != 10_000+5 || a.DebitsPending != 0 {
 		t.Fatalf("a %+v", a)
+	}
+	for _, w := range []ledger.Account{drain.a, drain.b} {
+		if b := drain.balance(t, w.ID); b.DebitsPosted != 1_000 || b.Available() != 0 {
+			t.Fatalf("drained wallet %+v", b)
+		}
 	}
 	mustCheck(t, l)
 }

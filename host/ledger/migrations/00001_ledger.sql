@@ -21,13 +21,6 @@ CREATE TABLE ledger_accounts (
     UNIQUE (owner_type, owner_id, name)
 );
 
--- No foreign keys on the hot tables: at a thousand transfers a batch the
--- per-row referential checks cost more than the rest of the work. The
--- functions below only write rows whose references they have just locked
--- or read, accounts are never deleted (a trigger refuses), and jifu ledger
--- check verifies every reference (invariants two_equal_entries,
--- transfer_accounts, open_holds_match).
-
 -- Transfers, one row per accepted request, never updated or deleted.
 -- kind: posted (moves money at once), pending (a hold), post and void (the
 -- resolution of the hold pending_id, at most one each), expire (the void the
@@ -39,8 +32,8 @@ CREATE TABLE ledger_transfers (
     key         text        NOT NULL,
     digest      bytea       NOT NULL,
     kind        text        NOT NULL CHECK (kind IN ('posted', 'pending', 'post', 'void', 'expire')),
-    debit_id    bigint      NOT NULL,
-    credit_id   bigint      NOT NULL,
+    debit_id    bigint      NOT NULL REFERENCES ledger_accounts (id),
+    credit_id   bigint      NOT NULL REFERENCES ledger_accounts (id),
     amount      bigint      NOT NULL CHECK (amount >= 0),
     code        text        NOT NULL,
     metadata    jsonb,
@@ -52,26 +45,25 @@ CREATE TABLE ledger_transfers (
 );
 CREATE SEQUENCE ledger_transfers_id_seq OWNED BY ledger_transfers.id;
 CREATE UNIQUE INDEX ledger_transfers_resolution ON ledger_transfers (pending_id) WHERE pending_id IS NOT NULL;
--- created_at grows with the id: a BRIN index serves the daily report at
--- almost no cost per insert.
-CREATE INDEX ledger_transfers_created ON ledger_transfers USING brin (created_at);
+CREATE INDEX ledger_transfers_created ON ledger_transfers (created_at);
 
 -- Entries: each transfer has exactly two, D on its debit account and C on
 -- its credit account, with the same changes to the side's pending and
 -- posted totals.
 CREATE TABLE ledger_entries (
-    transfer_id bigint NOT NULL,
+    transfer_id bigint NOT NULL REFERENCES ledger_transfers (id),
     side        "char" NOT NULL CHECK (side IN ('D', 'C')),
-    account_id  bigint NOT NULL,
+    account_id  bigint NOT NULL REFERENCES ledger_accounts (id),
     pending     bigint NOT NULL,
     posted      bigint NOT NULL CHECK (posted >= 0),
     PRIMARY KEY (transfer_id, side)
 );
+CREATE INDEX ledger_entries_account ON ledger_entries (account_id);
 
 -- Open holds: a row per pending transfer not yet posted, voided or expired.
 -- Resolving a hold deletes its row (this table is state, not history).
 CREATE TABLE ledger_holds (
-    pending_id bigint      PRIMARY KEY,
+    pending_id bigint      PRIMARY KEY REFERENCES ledger_transfers (id),
     debit_id   bigint      NOT NULL,
     credit_id  bigint      NOT NULL,
     amount     bigint      NOT NULL,
@@ -92,8 +84,6 @@ CREATE TRIGGER ledger_transfers_append_only BEFORE UPDATE OR DELETE OR TRUNCATE 
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_entries
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
-CREATE TRIGGER ledger_accounts_kept BEFORE DELETE OR TRUNCATE ON ledger_accounts
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 
 -- ledger_submit applies n >= 1 new transfers atomically (all or none) for
 -- one caller. p_timeouts holds each hold's timeout in microseconds, 0 for a
@@ -101,9 +91,8 @@ CREATE TRIGGER ledger_accounts_kept BEFORE DELETE OR TRUNCATE ON ledger_accounts
 -- write nothing, so a caller's enclosing transaction survives them:
 -- o_code '' (done; o_replayed when every key was known with the same
 -- digest), 'idempotency_conflict', 'not_found', 'currency_mismatch',
--- 'account_closed', 'insufficient_funds', 'exceeds_credits'. A concurrent
--- request that wins one of the keys makes it raise a unique violation on
--- ledger_transfers_caller_key_key: call again (it then replays or conflicts).
+-- 'account_closed', 'insufficient_funds', 'exceeds_credits', or 'retry' (a
+-- concurrent request with one of the keys committed first; call again).
 -- o_index is the failing transfer's 0-based index (-1: the batch's net
 -- effect), o_detail the account id concerned.
 -- +goose StatementBegin
@@ -119,7 +108,7 @@ DECLARE
     v_found integer;
     v_match integer;
     v_row   record;
-    v_ok    boolean;
+    v_count integer;
 BEGIN
     o_code := ''; o_index := -1; o_replayed := false;
 
@@ -140,34 +129,26 @@ BEGIN
     o_ids := NULL; o_created := NULL; o_index := -1;
 
     -- Lock every account touched, in id order (no deadlocks between us).
-    -- Fast path: every account exists, none is closed, one currency.
-    WITH locked AS (
-        SELECT id, flags, currency FROM ledger_accounts
-         WHERE id = ANY (p_debits || p_credits) ORDER BY id FOR UPDATE
-    )
-    SELECT count(*) = (SELECT count(DISTINCT x) FROM unnest(p_debits || p_credits) AS x)
-           AND NOT coalesce(bool_or((flags & 4) <> 0), false) AND count(DISTINCT currency) <= 1
-      INTO v_ok FROM locked;
-    IF NOT v_ok THEN
-        SELECT r.ord - 1 AS idx, r.debit, r.credit, d.id AS did, c.id AS cid,
-               d.currency AS dcur, c.currency AS ccur, d.flags AS dflags, c.flags AS cflags
-          INTO v_row
-          FROM unnest(p_debits, p_credits) WITH ORDINALITY AS r(debit, credit, ord)
-          LEFT JOIN ledger_accounts d ON d.id = r.debit
-          LEFT JOIN ledger_accounts c ON c.id = r.credit
-         WHERE d.id IS NULL OR c.id IS NULL OR d.currency <> c.currency
-            OR (d.flags & 4) <> 0 OR (c.flags & 4) <> 0
-         ORDER BY r.ord LIMIT 1;
-        IF FOUND THEN
-            o_index := v_row.idx;
-            IF v_row.did IS NULL THEN o_code := 'not_found'; o_detail := v_row.debit;
-            ELSIF v_row.cid IS NULL THEN o_code := 'not_found'; o_detail := v_row.credit;
-            ELSIF v_row.dcur <> v_row.ccur THEN o_code := 'currency_mismatch'; o_detail := v_row.credit;
-            ELSIF (v_row.dflags & 4) <> 0 THEN o_code := 'account_closed'; o_detail := v_row.debit;
-            ELSE o_code := 'account_closed'; o_detail := v_row.credit;
-            END IF;
-            RETURN;
+    PERFORM 1 FROM ledger_accounts WHERE id = ANY (p_debits || p_credits) ORDER BY id FOR UPDATE;
+
+    SELECT r.ord - 1 AS idx, r.debit, r.credit, d.id AS did, c.id AS cid,
+           d.currency AS dcur, c.currency AS ccur, d.flags AS dflags, c.flags AS cflags
+      INTO v_row
+      FROM unnest(p_debits, p_credits) WITH ORDINALITY AS r(debit, credit, ord)
+      LEFT JOIN ledger_accounts d ON d.id = r.debit
+      LEFT JOIN ledger_accounts c ON c.id = r.credit
+     WHERE d.id IS NULL OR c.id IS NULL OR d.currency <> c.currency
+        OR (d.flags & 4) <> 0 OR (c.flags & 4) <> 0
+     ORDER BY r.ord LIMIT 1;
+    IF FOUND THEN
+        o_index := v_row.idx;
+        IF v_row.did IS NULL THEN o_code := 'not_found'; o_detail := v_row.debit;
+        ELSIF v_row.cid IS NULL THEN o_code := 'not_found'; o_detail := v_row.credit;
+        ELSIF v_row.dcur <> v_row.ccur THEN o_code := 'currency_mismatch'; o_detail := v_row.credit;
+        ELSIF (v_row.dflags & 4) <> 0 THEN o_code := 'account_closed'; o_detail := v_row.debit;
+        ELSE o_code := 'account_closed'; o_detail := v_row.credit;
         END IF;
+        RETURN;
     END IF;
 
     -- Balance flags on the batch's net effect, pending debits and credits
@@ -203,11 +184,16 @@ BEGIN
            CASE WHEN r.timeout > 0 THEN p_now + r.timeout * interval '1 microsecond' END,
            CASE WHEN n > 1 THEN o_ids[1] END, p_now
       FROM unnest(o_ids, p_keys, p_digests, p_debits, p_credits, p_amounts, p_codes, p_metas, p_timeouts)
-           AS r(id, key, digest, debit, credit, amount, code, meta, timeout);
-    -- A concurrent request that used one of the keys makes this raise a
-    -- unique violation (no ON CONFLICT: at a thousand rows its speculative
-    -- insertion costs a fifth of the statement); the caller retries and
-    -- then replays or conflicts.
+           AS r(id, key, digest, debit, credit, amount, code, meta, timeout)
+    ON CONFLICT (caller, key) DO NOTHING;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count = 0 THEN
+        o_code := 'retry'; o_ids := NULL; RETURN;
+    ELSIF v_count < n THEN
+        -- Part of the batch is written: undo it all; the caller retries.
+        RAISE EXCEPTION 'ledger: a concurrent request used a key of this batch'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
 
     INSERT INTO ledger_entries (transfer_id, side, account_id, pending, posted)
     SELECT r.id, 'D', r.debit, CASE WHEN r.timeout > 0 THEN r.amount ELSE 0 END,
@@ -238,81 +224,6 @@ BEGIN
                     SELECT unnest(p_credits), 'C', unnest(p_amounts), unnest(p_timeouts) > 0) legs
              GROUP BY acct) d
      WHERE a.id = d.acct;
-    o_created := p_now;
-END
-$$;
--- +goose StatementEnd
-
--- ledger_transfer is ledger_submit for one transfer (the common case),
--- written with scalars: same results, a third of the work.
--- +goose StatementBegin
-CREATE FUNCTION ledger_transfer(
-    p_caller text, p_now timestamptz, p_key text, p_digest bytea,
-    p_debit bigint, p_credit bigint, p_amount bigint, p_code text, p_meta jsonb, p_timeout bigint,
-    OUT o_code text, OUT o_detail bigint, OUT o_id bigint, OUT o_created timestamptz, OUT o_replayed boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_digest  bytea;
-    a         ledger_accounts;
-    d         ledger_accounts;
-    c         ledger_accounts;
-    v_pending bigint := CASE WHEN p_timeout > 0 THEN p_amount ELSE 0 END;
-    v_posted  bigint := CASE WHEN p_timeout > 0 THEN 0 ELSE p_amount END;
-BEGIN
-    o_code := ''; o_replayed := false;
-    SELECT id, digest, created_at INTO o_id, v_digest, o_created
-      FROM ledger_transfers WHERE caller = p_caller AND key = p_key;
-    IF FOUND THEN
-        IF v_digest = p_digest THEN
-            o_replayed := true;
-        ELSE
-            o_code := 'idempotency_conflict'; o_id := NULL; o_created := NULL;
-        END IF;
-        RETURN;
-    END IF;
-
-    FOR a IN SELECT * FROM ledger_accounts WHERE id IN (p_debit, p_credit) ORDER BY id FOR UPDATE LOOP
-        IF a.id = p_debit THEN d := a; ELSE c := a; END IF;
-    END LOOP;
-    IF d.id IS NULL THEN
-        o_code := 'not_found'; o_detail := p_debit; RETURN;
-    ELSIF c.id IS NULL THEN
-        o_code := 'not_found'; o_detail := p_credit; RETURN;
-    ELSIF d.currency <> c.currency THEN
-        o_code := 'currency_mismatch'; o_detail := p_credit; RETURN;
-    ELSIF (d.flags & 4) <> 0 THEN
-        o_code := 'account_closed'; o_detail := p_debit; RETURN;
-    ELSIF (c.flags & 4) <> 0 THEN
-        o_code := 'account_closed'; o_detail := p_credit; RETURN;
-    ELSIF (d.flags & 1) <> 0 AND d.debits_pending + d.debits_posted + p_amount > d.credits_posted THEN
-        o_code := 'insufficient_funds'; o_detail := p_debit; RETURN;
-    ELSIF (c.flags & 2) <> 0 AND c.credits_pending + c.credits_posted + p_amount > c.debits_posted THEN
-        o_code := 'exceeds_credits'; o_detail := p_credit; RETURN;
-    END IF;
-
-    o_id := nextval('ledger_transfers_id_seq');
-    INSERT INTO ledger_transfers (id, caller, key, digest, kind, debit_id, credit_id, amount,
-                                  code, metadata, timeout_at, created_at)
-    VALUES (o_id, p_caller, p_key, p_digest, CASE WHEN p_timeout > 0 THEN 'pending' ELSE 'posted' END,
-            p_debit, p_credit, p_amount, p_code, p_meta,
-            CASE WHEN p_timeout > 0 THEN p_now + p_timeout * interval '1 microsecond' END, p_now)
-    ON CONFLICT (caller, key) DO NOTHING;
-    IF NOT FOUND THEN
-        o_code := 'retry'; o_id := NULL; RETURN;
-    END IF;
-    INSERT INTO ledger_entries (transfer_id, side, account_id, pending, posted) VALUES
-        (o_id, 'D', p_debit, v_pending, v_posted),
-        (o_id, 'C', p_credit, v_pending, v_posted);
-    IF p_timeout > 0 THEN
-        INSERT INTO ledger_holds (pending_id, debit_id, credit_id, amount, timeout_at)
-        VALUES (o_id, p_debit, p_credit, p_amount, p_now + p_timeout * interval '1 microsecond');
-    END IF;
-    UPDATE ledger_accounts
-       SET debits_pending  = debits_pending  + CASE WHEN id = p_debit THEN v_pending ELSE 0 END,
-           debits_posted   = debits_posted   + CASE WHEN id = p_debit THEN v_posted ELSE 0 END,
-           credits_pending = credits_pending + CASE WHEN id = p_credit THEN v_pending ELSE 0 END,
-           credits_posted  = credits_posted  + CASE WHEN id = p_credit THEN v_posted ELSE 0 END
-     WHERE id IN (p_debit, p_credit);
     o_created := p_now;
 END
 $$;
@@ -450,7 +361,6 @@ $$;
 -- +goose Down
 DROP FUNCTION ledger_expire(timestamptz, integer);
 DROP FUNCTION ledger_resolve(text, text, bytea, bigint, bigint, boolean, timestamptz);
-DROP FUNCTION ledger_transfer(text, timestamptz, text, bytea, bigint, bigint, bigint, text, jsonb, bigint);
 DROP FUNCTION ledger_submit(text, timestamptz, text[], bytea[], bigint[], bigint[], bigint[], text[], jsonb[], bigint[]);
 DROP TABLE ledger_holds;
 DROP TABLE ledger_entries;
