@@ -48,7 +48,7 @@ func (s *Service) WithholdTopUp(ctx context.Context, a Actor, r WithholdTopUp) (
 		if err := s.useMandate(ctx, tx, a.App, r.User, AuthWithhold, r.Amount, "", zero); err != nil {
 			return Response{}, err
 		}
-		return Response{Amount: r.Amount}, s.smsCode(ctx, tx, a.App, r.MerBillNo, r.User, "代扣充值")
+		return Response{Amount: r.Amount}, s.smsCode(ctx, tx, a.App, r.MerBillNo, r.User, "代扣充值"+ledger.Yuan(r.Amount)+"元")
 	})
 }
 

@@ -12,7 +12,7 @@ import (
 
 // The escrow_call host function's own refusals, through the real ABI.
 func TestCapability(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	u := e.party("u", "investor", 1_000)
 	post := func(app *host.App, user, op, body string) (int, string) {
 		t.Helper()
@@ -44,7 +44,10 @@ func TestCapability(t *testing.T) {
 			`{"MerBillNo":"W1","User":"` + u + `","Role":"investor","Amount":1001}`, 200, `"ErrCode":"insufficient_funds"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			app := loadGuest(t, e, tc.cfg)
+			app := e.wasm
+			if tc.cfg.Escrow == nil || tc.cfg.Consent != (host.AllowAll{}) {
+				app = loadGuest(t, e.app, tc.cfg, true)
+			}
 			status, body := post(app, tc.user, tc.op, tc.body)
 			if status != tc.wantStatus || !strings.Contains(body, tc.wantBody) {
 				t.Fatalf("= %d %s, want %d containing %s", status, body, tc.wantStatus, tc.wantBody)

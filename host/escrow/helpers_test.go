@@ -70,14 +70,21 @@ func (o *outbox) SendSMS(ctx context.Context, user, text string) error {
 
 var codeRE = regexp.MustCompile(`验证码 (\d{6})`)
 
-// lastCode returns the code of the last SMS sent to user.
-func (o *outbox) lastCode(t testing.TB, user string) string {
+// last returns the last SMS sent to user.
+func (o *outbox) last(t testing.TB, user string) string {
 	t.Helper()
 	var body string
 	if err := o.pool.QueryRow(context.Background(), `SELECT body FROM escrow_test_outbox WHERE user_id = $1 ORDER BY id DESC LIMIT 1`,
 		user).Scan(&body); err != nil {
 		t.Fatalf("no SMS to %s: %v", user, err)
 	}
+	return body
+}
+
+// lastCode returns the code of the last SMS sent to user.
+func (o *outbox) lastCode(t testing.TB, user string) string {
+	t.Helper()
+	body := o.last(t, user)
 	m := codeRE.FindStringSubmatch(body)
 	if m == nil {
 		t.Fatalf("SMS %q holds no code", body)
@@ -166,21 +173,37 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 // database never meet), the service and its peers, and the way calls are
 // made: straight to the service or through a real WASM guest.
 type env struct {
-	t     *testing.T
-	app   string
-	pool  *pgxpool.Pool
-	l     *ledger.Ledger
-	svc   *escrow.Service
-	sms   *outbox
-	bank  *fakeBank
-	clock *clock
-	wasm  *host.App // nil: calls go to the service directly
+	t      testing.TB
+	app    string // the escrow namespace (the app's)
+	prefix string // unique to the test: its users' names start with it
+	pool   *pgxpool.Pool
+	l      *ledger.Ledger
+	svc    *escrow.Service
+	sms    *outbox
+	bank   *fakeBank
+	clock  *clock
+	wasm   *host.App // nil: calls go to the service directly
 }
 
 var appSeq atomic.Int64
 
-func newEnv(t *testing.T, viaWASM bool) *env {
+// newEnv returns a test's world. Direct envs get an app of their own; the
+// WASM envs share one loaded guest (loading costs seconds under -race), its
+// namespace and its service, clock and peers, and stay apart by their own
+// user names, listings and bill numbers.
+func newEnv(t testing.TB, viaWASM bool) *env {
 	t.Helper()
+	prefix := fmt.Sprintf("a%d-%d", time.Now().UnixNano()%1e9, appSeq.Add(1))
+	if viaWASM {
+		w := wasmWorld(t)
+		e := *w
+		e.t, e.prefix = t, prefix
+		return &e
+	}
+	return world(t, prefix)
+}
+
+func world(t testing.TB, app string) *env {
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
 	peersOnce.Do(func() {
@@ -190,14 +213,27 @@ func newEnv(t *testing.T, viaWASM bool) *env {
 	})
 	c := &clock{t: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)}
 	l := ledger.New(pool, ledger.WithClock(c.Now))
-	e := &env{t: t, pool: pool, l: l, sms: &outbox{pool: pool}, bank: &fakeBank{pool: pool}, clock: c,
-		app: fmt.Sprintf("a%d-%d", time.Now().UnixNano()%1e9, appSeq.Add(1))}
+	e := &env{t: t, pool: pool, l: l, sms: &outbox{pool: pool}, bank: &fakeBank{pool: pool}, clock: c, app: app, prefix: app}
 	e.svc = escrow.New(escrow.Config{Pool: pool, Ledger: l, RealNames: realNames{pool}, SMS: e.sms, Bank: e.bank,
-		Clock: c.Now, BankName: e.app + "-bank"})
-	if viaWASM {
-		e.wasm = loadGuest(t, e, host.Config{Escrow: e.svc, Consent: host.AllowAll{}})
-	}
+		Clock: c.Now, BankName: app + "-bank"})
 	return e
+}
+
+var (
+	wasmOnce   sync.Once
+	wasmShared *env
+)
+
+func wasmWorld(t testing.TB) *env {
+	wasmOnce.Do(func() {
+		e := world(t, "wasm-shared")
+		e.wasm = loadGuest(t, e.app, host.Config{Escrow: e.svc, Consent: host.AllowAll{}}, false)
+		wasmShared = e
+	})
+	if wasmShared == nil {
+		t.Fatal("the shared WASM world did not start")
+	}
+	return wasmShared
 }
 
 var (
@@ -205,7 +241,9 @@ var (
 	guestWasm []byte
 )
 
-func loadGuest(t *testing.T, e *env, cfg host.Config) *host.App {
+// loadGuest loads the test guest as the app of namespace under a host
+// built with cfg; closed with the test when cleanup is set.
+func loadGuest(t testing.TB, namespace string, cfg host.Config, cleanup bool) *host.App {
 	t.Helper()
 	guestOnce.Do(func() { guestWasm = guesttest.BuildGo(t, "host/escrow/testdata/guest") })
 	if guestWasm == nil {
@@ -227,12 +265,13 @@ func loadGuest(t *testing.T, e *env, cfg host.Config) *host.App {
 	if len(ps) > 0 {
 		t.Fatal(ps)
 	}
-	// The app's namespace is the test's own app name.
-	app, err := h.Load(ctx, host.AppSpec{Wasm: guestWasm, Manifest: m, Namespace: e.app})
+	app, err := h.Load(ctx, host.AppSpec{Wasm: guestWasm, Manifest: m, Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = app.Close(ctx); _ = h.Close(ctx) })
+	if cleanup {
+		t.Cleanup(func() { _ = app.Close(ctx); _ = h.Close(ctx) })
+	}
 	return app
 }
 
@@ -301,7 +340,7 @@ func bill(prefix string) string { return fmt.Sprintf("%s%d", prefix, billSeq.Add
 // fen; name is made unique to the env.
 func (e *env) person(name string, card int64) string {
 	e.t.Helper()
-	u := e.app + "-" + name
+	u := e.prefix + "-" + name
 	ctx := context.Background()
 	if _, err := e.pool.Exec(ctx, `INSERT INTO escrow_test_realnames VALUES ($1, true, $2, '110101199001011234')`, u, "张"+name); err != nil {
 		e.t.Fatal(err)
@@ -374,7 +413,7 @@ func (e *env) wantBalance(user, role string, available, frozen int64) {
 	e.t.Helper()
 	a, f := e.balance(user, role)
 	if a != available || f != frozen {
-		e.t.Errorf("%s %s: available %d frozen %d, want %d %d", strings.TrimPrefix(user, e.app+"-"), role, a, f, available, frozen)
+		e.t.Errorf("%s %s: available %d frozen %d, want %d %d", strings.TrimPrefix(user, e.prefix+"-"), role, a, f, available, frozen)
 	}
 }
 

@@ -181,14 +181,19 @@ func (s *Service) RegisterLoan(ctx context.Context, a Actor, r RegisterLoan) (Re
 		}
 		if _, err := s.loan(ctx, tx, a.App, r.BidNo, false); err == nil {
 			return Response{}, fail(ErrWrongState, "listing %s is already registered", r.BidNo)
+		} else if ReasonOf(err) != ErrNotFound {
+			return Response{}, err
 		}
-		return Response{}, s.smsCode(ctx, tx, a.App, r.MerBillNo, r.Borrower, "借款标"+r.BidNo+"登记")
+		return Response{}, s.smsCode(ctx, tx, a.App, r.MerBillNo, r.Borrower,
+			"借款标"+r.BidNo+"（借款"+ledger.Yuan(r.LendAmt)+"元）登记")
 	})
 }
 
 func (s *Service) loanConfirmed(ctx context.Context, tx pgx.Tx, l *ledger.Ledger, app, bill string, r RegisterLoan) (Response, error) {
 	if _, err := s.loan(ctx, tx, app, r.BidNo, false); err == nil {
 		return Response{}, fail(ErrWrongState, "listing %s is already registered", r.BidNo)
+	} else if ReasonOf(err) != ErrNotFound {
+		return Response{}, err
 	}
 	borrower, err := s.custody(ctx, tx, app, r.Borrower, RoleBorrower)
 	if err != nil {

@@ -7,6 +7,7 @@ package escrow_test
 // second argument says which).
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,11 +22,11 @@ func TestS01OpenAccount(t *testing.T) {
 	u := e.person("inv", 0)
 
 	e.refused(escrow.ErrDenied, "", escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: bill("OA"), Role: "investor"})
-	if _, err := e.pool.Exec(t.Context(), `INSERT INTO escrow_test_realnames VALUES ($1, false, 'x', 'y')`, e.app+"-anon"); err != nil {
+	if _, err := e.pool.Exec(t.Context(), `INSERT INTO escrow_test_realnames VALUES ($1, false, 'x', 'y')`, e.prefix+"-anon"); err != nil {
 		t.Fatal(err)
 	}
-	e.refused(escrow.ErrNotRealName, e.app+"-anon", escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: bill("OA"), Role: "investor"})
-	e.refused(escrow.ErrNotRealName, e.app+"-ghost", escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: bill("OA"), Role: "investor"})
+	e.refused(escrow.ErrNotRealName, e.prefix+"-anon", escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: bill("OA"), Role: "investor"})
+	e.refused(escrow.ErrNotRealName, e.prefix+"-ghost", escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: bill("OA"), Role: "investor"})
 
 	b := bill("OA")
 	r := e.ok(u, escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: b, Role: "investor"})
@@ -38,7 +39,7 @@ func TestS01OpenAccount(t *testing.T) {
 		wrong = "111111"
 	}
 	e.refused(escrow.ErrSMSCodeWrong, u, escrow.OpSMSConfirm, escrow.SMSConfirm{MerBillNo: b, SmsCode: wrong})
-	e.refused(escrow.ErrDenied, e.app+"-other", escrow.OpSMSConfirm, escrow.SMSConfirm{MerBillNo: b, SmsCode: code})
+	e.refused(escrow.ErrDenied, e.prefix+"-other", escrow.OpSMSConfirm, escrow.SMSConfirm{MerBillNo: b, SmsCode: code})
 	if q := e.ok("", escrow.OpQuery, escrow.Query{MerBillNo: b}); q.State != escrow.StateAwaitingSMS {
 		t.Fatalf("query: %+v", q)
 	}
@@ -400,6 +401,9 @@ func TestS12WithholdByMerchant(t *testing.T) {
 		t.Fatalf("withhold: %+v", r)
 	}
 	e.wantBalance(u, "borrower", 0, 0)
+	if msg := e.sms.last(t, u); !strings.Contains(msg, "代扣充值30.00元") {
+		t.Fatalf("the SMS does not state the amount: %q", msg)
+	}
 	code := e.sms.lastCode(t, u)
 	e.refused(escrow.ErrSMSCodeWrong, "", escrow.OpSMSConfirm, escrow.SMSConfirm{MerBillNo: b, SmsCode: flip(code)})
 	r = e.ok(u, escrow.OpSMSConfirm, escrow.SMSConfirm{MerBillNo: b, SmsCode: code})
