@@ -69,6 +69,12 @@ func TestHolds(t *testing.T) {
 	if b := bk.balance(t, bk.b.ID); b.CreditsPending != 0 || b.Available() != 250 {
 		t.Fatalf("b after post: %+v", b)
 	}
+	if got, err := l.Lookup(ctx, bk.caller, "p1"); err != nil || got.Kind != ledger.KindPost || got.PendingID != h1.ID || got.Amount != 250 {
+		t.Fatalf("lookup of the post: %+v, %v", got, err)
+	}
+	if got, err := l.Lookup(ctx, bk.caller, "h1"); err != nil || got.Kind != ledger.KindPending || !got.TimeoutAt.Equal(h1.TimeoutAt) {
+		t.Fatalf("lookup of the hold: %+v, %v", got, err)
+	}
 	again, err := l.PostPending(ctx, bk.caller, "p1", h1.ID, 250)
 	if err != nil || !again.Replayed || again.ID != p1.ID {
 		t.Fatalf("replayed post: %+v, %v", again, err)

@@ -258,6 +258,14 @@ func TestIdempotentReplay(t *testing.T) {
 	if got := bk.balance(t, bk.a.ID).Available(); got != 400 {
 		t.Fatalf("available %d, want 400 (two transfers of 300)", got)
 	}
+	got, err := l.Lookup(ctx, bk.caller, "k1")
+	if err != nil || got.ID != first.ID || got.Kind != ledger.KindPosted || got.Amount != 300 || got.Metadata["b"] != "2" ||
+		!got.CreatedAt.Equal(first.CreatedAt) {
+		t.Fatalf("lookup: %+v, %v; booked %+v", got, err, first)
+	}
+	if _, err := l.Lookup(ctx, bk.caller, "never"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("lookup of an unknown key: %v", err)
+	}
 	mustCheck(t, l)
 }
 

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"hash"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Transfer is a request to move Amount fen from the Debit account to the
@@ -454,4 +457,36 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// Lookup returns the transfer caller booked under key (a transfer, a hold,
+// a post or a void), as Transfer or PostPending returned it; ErrNotFound
+// when there is none. A caller unsure whether a request went through before
+// a crash can look it up, or simply send it again.
+func (l *Ledger) Lookup(ctx context.Context, caller, key string) (Result, error) {
+	var (
+		r       Result
+		kind    string
+		meta    map[string]string
+		pending *int64
+		timeout *time.Time
+	)
+	err := l.db.QueryRow(ctx, `
+		SELECT id, kind, debit_id, credit_id, amount, code, metadata, pending_id, timeout_at, created_at
+		FROM ledger_transfers WHERE caller = $1 AND key = $2`, caller, key).
+		Scan(&r.ID, &kind, &r.Debit, &r.Credit, &r.Amount, &r.Code, &meta, &pending, &timeout, &r.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Result{}, fail(ErrNotFound, "no transfer %q of caller %q", key, caller)
+	}
+	if err != nil {
+		return Result{}, dbError(ctx, "lookup", err)
+	}
+	r.Key, r.Kind, r.Metadata = key, Kind(kind), meta
+	if pending != nil {
+		r.PendingID = *pending
+	}
+	if timeout != nil {
+		r.TimeoutAt = *timeout
+	}
+	return r, nil
 }
