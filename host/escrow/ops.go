@@ -420,10 +420,11 @@ func (s *Service) invest(ctx context.Context, tx pgx.Tx, l *ledger.Ledger, a Act
 	caller := ledgerCaller(a.App)
 	var sum int64
 	for _, b := range bids {
-		if _, err := l.PostPending(ctx, caller, r.MerBillNo+"/"+b.bill, b.hold, 0); err != nil {
+		// The capacity first, as a bid takes its locks: one lock order.
+		if _, err := l.PostPending(ctx, caller, r.MerBillNo+"/"+b.bill+"/capacity", b.capHold, 0); err != nil {
 			return Response{}, fromLedger(err, ErrWrongState, "bid "+b.bill)
 		}
-		if _, err := l.PostPending(ctx, caller, r.MerBillNo+"/"+b.bill+"/capacity", b.capHold, 0); err != nil {
+		if _, err := l.PostPending(ctx, caller, r.MerBillNo+"/"+b.bill, b.hold, 0); err != nil {
 			return Response{}, fromLedger(err, ErrWrongState, "bid "+b.bill)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE escrow_bids SET status = 'released' WHERE app = $1 AND bill_no = $2`, a.App, b.bill); err != nil {
@@ -814,10 +815,10 @@ func (s *Service) Cancel(ctx context.Context, a Actor, r Cancel) (Response, erro
 		}
 		var sum int64
 		for _, b := range bids {
-			if err := void(r.MerBillNo+"/"+b.bill, b.hold); err != nil {
+			if err := void(r.MerBillNo+"/"+b.bill+"/capacity", b.capHold); err != nil {
 				return Response{}, err
 			}
-			if err := void(r.MerBillNo+"/"+b.bill+"/capacity", b.capHold); err != nil {
+			if err := void(r.MerBillNo+"/"+b.bill, b.hold); err != nil {
 				return Response{}, err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE escrow_bids SET status = 'cancelled' WHERE app = $1 AND bill_no = $2`, a.App, b.bill); err != nil {

@@ -670,3 +670,76 @@ func TestCancel(t *testing.T) {
 	e.refused(escrow.ErrWrongState, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "invest", BidNo: l2, Bills: []string{b2}})
 	e.check()
 }
+
+// Bids, releases and cancellations race on one listing; afterwards the
+// escrow records and the ledger agree: capacity left + frozen bids +
+// released = the loan amount, the claims sum to what was released, and
+// every ledger invariant holds.
+func TestConcurrentListing(t *testing.T) {
+	e := newEnv(t, false)
+	bor := e.party("bor", "borrower", 0)
+	const amount = 60_000
+	bidNo := e.listing(bor, amount, 0)
+	invs := make([]string, 6)
+	for i := range invs {
+		invs[i] = e.party("i"+string(rune('a'+i)), "investor", 20_000)
+	}
+	a := escrow.Actor{App: e.app}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i, inv := range invs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 4 {
+				_, err := e.svc.Bid(t.Context(), escrow.Actor{App: e.app, User: inv},
+					escrow.Bid{MerBillNo: bill("CB"), BidNo: bidNo, Investor: inv, TrdAmt: int64(2_000 + 500*((i+j)%4))})
+				if r := escrow.ReasonOf(err); err != nil && r != escrow.ErrOversubscribed && r != escrow.ErrInsufficientFunds {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 4 {
+				var err error
+				if k%2 == 0 {
+					_, err = e.svc.Transfer(t.Context(), a, escrow.Transfer{MerBillNo: bill("CT"), TransferType: "invest", BidNo: bidNo})
+				} else {
+					_, err = e.svc.Cancel(t.Context(), a, escrow.Cancel{MerBillNo: bill("CC"), CancelType: "bid", BidNo: bidNo})
+				}
+				if err != nil && escrow.ReasonOf(err) != escrow.ErrWrongState {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("unexpected: %v", err)
+	}
+	var frozen, released, claims, capacity int64
+	q := func(sql string, v *int64) {
+		if err := e.pool.QueryRow(t.Context(), sql, e.app, bidNo).Scan(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q(`SELECT coalesce(sum(amount), 0) FROM escrow_bids WHERE app = $1 AND bid_no = $2 AND status = 'frozen'`, &frozen)
+	q(`SELECT released FROM escrow_loans WHERE app = $1 AND bid_no = $2`, &released)
+	q(`SELECT coalesce(sum(principal), 0) FROM escrow_claims WHERE app = $1 AND bid_no = $2`, &claims)
+	q(`SELECT a.credits_posted - a.debits_posted - a.debits_pending FROM escrow_loans l JOIN ledger_accounts a ON a.id = l.capacity_id
+		WHERE l.app = $1 AND l.bid_no = $2`, &capacity)
+	if capacity+frozen+released != amount || claims != released {
+		t.Fatalf("capacity %d + frozen %d + released %d != %d, or claims %d != released", capacity, frozen, released, amount, claims)
+	}
+	bal, _ := e.balance(bor, "borrower")
+	if bal != released {
+		t.Fatalf("borrower holds %d, released %d", bal, released)
+	}
+	t.Logf("released %d, frozen %d, capacity left %d", released, frozen, capacity)
+	e.check()
+}

@@ -280,7 +280,10 @@ func (s *Service) loan(ctx context.Context, tx pgx.Tx, app, bidNo string, lock b
 	q := `SELECT bid_no, borrower, coalesce(guarantor, ''), amount, compensated, comp_repaid, released, rate::text,
 		deadline, capacity_id, borrower_margin_id, guarantor_margin_id FROM escrow_loans WHERE app = $1 AND bid_no = $2`
 	if lock {
-		q += ` FOR UPDATE`
+		// NO KEY UPDATE: it serializes the listing's own changes but not the
+		// key-share locks a bid's foreign key takes, so a bid holding the
+		// capacity account never waits here for a release that waits for it.
+		q += ` FOR NO KEY UPDATE`
 	}
 	var (
 		ln   loan
