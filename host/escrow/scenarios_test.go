@@ -1,10 +1,12 @@
 package escrow_test
 
 // The seventeen scenarios of the IPS seed (ips-escrow-custody-api.txt), one
-// test each. Scenarios 1, 4, 7, 12 and 16 run through a real WASM guest
-// (testdata/guest: the app calls escrow_call under wazero, the host supplies
-// the app and the user); the others call the service directly (newEnv's
-// second argument says which).
+// test each, every one through a real WASM guest (testdata/guest: the app
+// calls escrow_call under wazero, the host supplies the app and the user).
+// The concurrency tests (over-subscription race, concurrent replays, the
+// mixed listing race) call the service directly from many goroutines
+// (newEnv's second argument says which); so do the few steps that need the
+// service's own hooks (an SMS carrier failure).
 
 import (
 	"strings"
@@ -93,7 +95,7 @@ func flip(code string) string {
 // S02 平台发布借款标: the borrower confirms by SMS; the listing opens with its
 // whole amount as capacity and the borrower's margin frozen.
 func TestS02RegisterLoan(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor := e.party("bor", "borrower", 50_000)
 	stranger := e.person("x", 0)
 	e.refused(escrow.ErrNotFound, "", escrow.OpRegisterLoan, escrow.RegisterLoan{MerBillNo: bill("RL"), BidNo: bill("L"),
@@ -125,7 +127,7 @@ func TestS02RegisterLoan(t *testing.T) {
 // S03 担保方对标的担保: with a margin (frozen from the guarantor's account)
 // or without; one guarantor per listing; only the guarantor may.
 func TestS03Guarantor(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor := e.party("bor", "borrower", 0)
 	g := e.party("g", "guarantor", 100_000)
 	l1, l2 := e.listing(bor, 500_000, 0), e.listing(bor, 500_000, 0)
@@ -179,7 +181,7 @@ func TestS04InvestOneTime(t *testing.T) {
 // S05 投资人投标(随投随放): release bid by bid while the listing keeps raising;
 // the total never exceeds the amount.
 func TestS05InvestAsYouGo(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor := e.party("bor", "borrower", 0)
 	i1 := e.party("i1", "investor", 100_000)
 	bidNo := e.listing(bor, 50_000, 0)
@@ -233,7 +235,7 @@ func released(e *env) (bor, i1, i2, bidNo string) {
 // seller; the claim (all or part) moves to the buyer and later repayments
 // follow it.
 func TestS06DebtTransfer(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor, i1, i2, bidNo := released(e)
 	buyer := e.party("buyer", "investor", 50_000)
 
@@ -287,7 +289,7 @@ func TestS07Repay(t *testing.T) {
 // S08 担保方代偿: the guarantor pays the holders (or the named ones), its
 // margin on the listing first.
 func TestS08Compensation(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	_, i1, i2, bidNo := released(e)
 	e.refused(escrow.ErrWrongState, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "compensation", BidNo: bidNo, Amount: 10})
 	g := e.party("g", "guarantor", 20_000)
@@ -311,7 +313,7 @@ func TestS08Compensation(t *testing.T) {
 // S09 借款人针对代偿的还款: the borrower repays the guarantor, never more than
 // was compensated.
 func TestS09CompensationRepay(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor, _, _, bidNo := released(e)
 	g := e.party("g", "guarantor", 10_000)
 	e.ok(g, escrow.OpRegisterGuarantor, escrow.RegisterGuarantor{MerBillNo: bill("G"), BidNo: bidNo, Guarantor: g})
@@ -329,7 +331,7 @@ func TestS09CompensationRepay(t *testing.T) {
 // S10 托管账户充值(网银): the bank debits the card; a refusal books nothing; a
 // lost answer stays bank_pending until a query learns the outcome.
 func TestS10TopUpOnlineBank(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	u := e.person("u", 10_000)
 	e.open(u, "investor")
 	e.refused(escrow.ErrDenied, "", escrow.OpTopUp, escrow.TopUp{MerBillNo: bill("TU"), User: u, Role: "investor", Amount: 1, Channel: "online_bank"})
@@ -376,7 +378,7 @@ func TestS10TopUpOnlineBank(t *testing.T) {
 // S11 托管账户充值(委托收款-用户发起): the user's withholding top-up needs the
 // withhold mandate.
 func TestS11TopUpWithholdByUser(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	u := e.person("bor", 10_000)
 	e.open(u, "borrower")
 	e.refused(escrow.ErrNotAuthorized, u, escrow.OpTopUp, escrow.TopUp{MerBillNo: bill("TU"), User: u, Role: "borrower", Amount: 1_000, Channel: "withhold"})
@@ -423,7 +425,7 @@ func TestS12WithholdByMerchant(t *testing.T) {
 // S13 托管账户提现: the amount is held until the bank pays the card; a refusal
 // releases it; a lost answer keeps it frozen until settled.
 func TestS13Withdraw(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	u := e.party("u", "investor", 10_000)
 	card := e.card(u)
 	e.refused(escrow.ErrDenied, "", escrow.OpWithdraw, escrow.Withdraw{MerBillNo: bill("WD"), User: u, Role: "investor", Amount: 1})
@@ -458,7 +460,7 @@ func TestS13Withdraw(t *testing.T) {
 
 // S14 解冻担保方保证金: in batches until zero, never beyond.
 func TestS14UnfreezeGuarantorMargin(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor := e.party("bor", "borrower", 0)
 	g := e.party("g", "guarantor", 30_000)
 	bidNo := e.listing(bor, 100_000, 0)
@@ -480,7 +482,7 @@ func TestS14UnfreezeGuarantorMargin(t *testing.T) {
 // S15 解冻借款人保证金: the borrower's margin frozen at registration returns in
 // batches until zero.
 func TestS15UnfreezeBorrowerMargin(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor := e.party("bor", "borrower", 9_000)
 	bidNo := e.listing(bor, 100_000, 9_000)
 	e.wantBalance(bor, "borrower", 0, 0)
@@ -532,7 +534,7 @@ func TestS16AutoBid(t *testing.T) {
 // S17 借款人设置自动还款: the platform repays for the borrower under the
 // authorization, only for the listing it names and within its limit.
 func TestS17AutoRepay(t *testing.T) {
-	e := newEnv(t, false)
+	e := newEnv(t, true)
 	bor, i1, _, bidNo := released(e)
 	other := e.listing(bor, 1_000, 0)
 	e.refused(escrow.ErrNotAuthorized, "", escrow.OpRepay, escrow.Repay{MerBillNo: bill("R"), BidNo: bidNo, Amount: 1_000})
