@@ -426,7 +426,7 @@ func (e *env) card(user string) int64 {
 	return n
 }
 
-// check verifies every ledger invariant.
+// check verifies every ledger invariant and every escrow one.
 func (e *env) check() {
 	e.t.Helper()
 	vs, err := e.l.Check(context.Background())
@@ -435,5 +435,12 @@ func (e *env) check() {
 	}
 	for _, v := range vs {
 		e.t.Errorf("ledger invariant broken: %s", v)
+	}
+	evs, err := e.svc.Check(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, v := range evs {
+		e.t.Errorf("escrow invariant broken: %s", v)
 	}
 }

@@ -9,6 +9,7 @@ package escrow_test
 // service's own hooks (an SMS carrier failure).
 
 import (
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -743,5 +744,60 @@ func TestConcurrentListing(t *testing.T) {
 		t.Fatalf("borrower holds %d, released %d", bal, released)
 	}
 	t.Logf("released %d, frozen %d, capacity left %d", released, frozen, capacity)
+	e.check()
+}
+
+// Check names each broken invariant between the records and the books.
+func TestCheckFindsViolations(t *testing.T) {
+	e := newEnv(t, false)
+	bor, i1, _, bidNo := released(e)
+	l2 := e.listing(bor, 10_000, 0)
+	e.topUp(i1, "investor", 1_000)
+	e.ok(i1, escrow.OpBid, escrow.Bid{MerBillNo: bill("B"), BidNo: l2, Investor: i1, TrdAmt: 1_000})
+	e.check()
+	for _, tc := range []struct {
+		name, bidNo, breakSQL, mendSQL string
+		want                           []string
+	}{
+		{"released off by one", bidNo,
+			`UPDATE escrow_loans SET released = released - 1 WHERE app = $1 AND bid_no = $2`,
+			`UPDATE escrow_loans SET released = released + 1 WHERE app = $1 AND bid_no = $2`,
+			[]string{"listing_capacity", "listing_claims"}},
+		{"a claim reserved without a transfer", bidNo,
+			`UPDATE escrow_claims SET reserved = 1 WHERE app = $1 AND bid_no = $2 AND holder = $3`,
+			`UPDATE escrow_claims SET reserved = 0 WHERE app = $1 AND bid_no = $2 AND holder = $3`,
+			[]string{"claim_reserved"}},
+		{"a frozen bid marked released", l2,
+			`UPDATE escrow_bids SET status = 'released' WHERE app = $1 AND bid_no = $2 AND investor = $3`,
+			`UPDATE escrow_bids SET status = 'frozen' WHERE app = $1 AND bid_no = $2 AND investor = $3`,
+			[]string{"listing_capacity", "bid_holds"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []any{e.app, tc.bidNo}
+			if strings.Contains(tc.breakSQL, "$3") {
+				args = append(args, i1)
+			}
+			if _, err := e.pool.Exec(t.Context(), tc.breakSQL, args...); err != nil {
+				t.Fatal(err)
+			}
+			vs, err := e.svc.Check(t.Context())
+			if _, merr := e.pool.Exec(t.Context(), tc.mendSQL, args...); merr != nil {
+				t.Fatal(merr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, v := range vs {
+				if !regexp.MustCompile(`\b` + tc.bidNo + `\b`).MatchString(v.Detail) {
+					t.Errorf("violation of another listing: %s", v)
+				}
+				got = append(got, v.Invariant)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("violations %v, want %v", vs, tc.want)
+			}
+		})
+	}
 	e.check()
 }
