@@ -75,7 +75,7 @@ type Reason string
 func (r Reason) Error() string { return string(r) }
 
 // The ledger's failure reasons. Never rename one.
-var (
+const (
 	ErrInvalid             = Reason("invalid")              // malformed request (CodeInvalid)
 	ErrNotFound            = Reason("not_found")            // no such account or hold (CodeNotFound)
 	ErrCurrencyMismatch    = Reason("currency_mismatch")    // debit and credit accounts differ in currency (CodeInvalid)
@@ -90,20 +90,18 @@ var (
 	ErrRetry               = Reason("retry")                // WithTx only: a concurrent request won a key; retry the transaction (CodeConflict)
 )
 
-// reasonCodes maps each reason to its generic jifu code.
-var reasonCodes = map[Reason]string{
-	ErrInvalid:             jifu.CodeInvalid,
-	ErrNotFound:            jifu.CodeNotFound,
-	ErrCurrencyMismatch:    jifu.CodeInvalid,
-	ErrInsufficientFunds:   jifu.CodeConflict,
-	ErrExceedsCredits:      jifu.CodeConflict,
-	ErrAccountClosed:       jifu.CodeConflict,
-	ErrIdempotencyConflict: jifu.CodeConflict,
-	ErrHoldExpired:         jifu.CodeConflict,
-	ErrHoldResolved:        jifu.CodeConflict,
-	ErrExceedsHold:         jifu.CodeInvalid,
-	ErrAccountConflict:     jifu.CodeConflict,
-	ErrRetry:               jifu.CodeConflict,
+// code returns the generic jifu code of reason r ("" for an unknown one).
+func (r Reason) code() string {
+	switch r {
+	case ErrInvalid, ErrCurrencyMismatch, ErrExceedsHold:
+		return jifu.CodeInvalid
+	case ErrNotFound:
+		return jifu.CodeNotFound
+	case ErrInsufficientFunds, ErrExceedsCredits, ErrAccountClosed, ErrIdempotencyConflict,
+		ErrHoldExpired, ErrHoldResolved, ErrAccountConflict, ErrRetry:
+		return jifu.CodeConflict
+	}
+	return ""
 }
 
 // ReasonOf returns the ledger reason in err's chain, or "" when there is none.
@@ -117,8 +115,8 @@ func ReasonOf(err error) Reason {
 
 // fail returns a *jifu.Error for reason r: "ledger: <r>: <detail>".
 func fail(r Reason, format string, args ...any) error {
-	code, ok := reasonCodes[r]
-	if !ok {
+	code := r.code()
+	if code == "" {
 		code = jifu.CodeInternal
 	}
 	return jifu.Errorf(code, "ledger: %w: "+format, append([]any{r}, args...)...)

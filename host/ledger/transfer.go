@@ -360,8 +360,8 @@ func refusal(code string, ts []Transfer, index int, detail *int64) error {
 		where += ": account " + strconv.FormatInt(*detail, 10)
 	}
 	r := Reason(code)
-	if _, ok := reasonCodes[r]; !ok {
-		return fail(Reason(code), "%s: unexpected result", where)
+	if r.code() == "" {
+		return fail(r, "%s: unexpected result", where)
 	}
 	return fail(r, "%s", where)
 }

@@ -18,6 +18,16 @@ ALTER TABLE ledger_holds DROP CONSTRAINT ledger_holds_pending_id_fkey;
 CREATE TRIGGER ledger_accounts_kept BEFORE DELETE OR TRUNCATE ON ledger_accounts
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 
+-- Idempotency keys compare bytewise whatever the database's locale (a
+-- DATABASE_URL cluster may default to a linguistic collation: slower, and
+-- its equality is not always bytewise).
+ALTER TABLE ledger_transfers ALTER COLUMN caller TYPE text COLLATE "C",
+                             ALTER COLUMN key TYPE text COLLATE "C";
+
+-- Accounts are the hot rows: every transfer rewrites two. Half-empty pages
+-- keep those updates HOT (no index writes, short version chains).
+ALTER TABLE ledger_accounts SET (fillfactor = 50);
+
 -- created_at grows with the id: a BRIN index serves the daily report at
 -- almost no cost per insert. Entries are read per transfer (the primary
 -- key) or all at once (check), never per account.
@@ -385,6 +395,9 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
+ALTER TABLE ledger_accounts RESET (fillfactor);
+ALTER TABLE ledger_transfers ALTER COLUMN caller TYPE text COLLATE "default",
+                             ALTER COLUMN key TYPE text COLLATE "default";
 DROP FUNCTION ledger_transfer(text, timestamptz, text, bytea, bigint, bigint, bigint, text, jsonb, bigint);
 -- (ledger_submit and ledger_resolve keep their new bodies: same signatures,
 -- same results. ledger_submit needs ledger_known.)
