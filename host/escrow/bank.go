@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 
 	"github.com/jifu-open/jifu/host/ledger"
 )
@@ -26,7 +27,7 @@ func (s *Service) TopUp(ctx context.Context, a Actor, r TopUp) (Response, error)
 			return Response{}, err
 		}
 		if r.Channel == "withhold" {
-			if err := s.useMandate(ctx, tx, a.App, r.User, AuthWithhold, r.Amount, "", zero); err != nil {
+			if err := s.useMandate(ctx, tx, a.App, r.User, AuthWithhold, r.Amount, "", decimal.Decimal{}); err != nil {
 				return Response{}, err
 			}
 		}
@@ -45,7 +46,7 @@ func (s *Service) WithholdTopUp(ctx context.Context, a Actor, r WithholdTopUp) (
 		if _, err := s.custody(ctx, tx, a.App, r.User, r.Role); err != nil {
 			return Response{}, err
 		}
-		if err := s.useMandate(ctx, tx, a.App, r.User, AuthWithhold, r.Amount, "", zero); err != nil {
+		if err := s.useMandate(ctx, tx, a.App, r.User, AuthWithhold, r.Amount, "", decimal.Decimal{}); err != nil {
 			return Response{}, err
 		}
 		return Response{Amount: r.Amount}, s.smsCode(ctx, tx, a.App, r.MerBillNo, r.User, "代扣充值"+ledger.Yuan(r.Amount)+"元")

@@ -36,7 +36,7 @@ type Actor struct {
 type RealName struct {
 	Verified bool
 	Name     string
-	IDNumber string // never logged; stored masked
+	IDNumber string // as the user store holds it (full or masked); stored masked, never logged
 }
 
 // RealNames answers whether a user passed real-name verification. The
@@ -153,7 +153,7 @@ type Reason string
 func (r Reason) Error() string { return string(r) }
 
 // Refusal reasons. Never rename one.
-var (
+const (
 	ErrInvalid             = Reason("invalid")              // malformed request
 	ErrNotFound            = Reason("not_found")            // no such loan, bid, bill or account
 	ErrDenied              = Reason("denied")               // the actor may not act for that user
@@ -172,23 +172,20 @@ var (
 	ErrBankDeclined        = Reason("bank_declined")        // the bank refused the order
 )
 
-var reasonCodes = map[Reason]string{
-	ErrInvalid:             jifu.CodeInvalid,
-	ErrNotFound:            jifu.CodeNotFound,
-	ErrDenied:              jifu.CodeDenied,
-	ErrNotRealName:         jifu.CodeDenied,
-	ErrAccountExists:       jifu.CodeConflict,
-	ErrNotAuthorized:       jifu.CodeDenied,
-	ErrInsufficientFunds:   jifu.CodeConflict,
-	ErrOversubscribed:      jifu.CodeConflict,
-	ErrExceedsMargin:       jifu.CodeConflict,
-	ErrExceedsClaim:        jifu.CodeConflict,
-	ErrExceedsDebt:         jifu.CodeConflict,
-	ErrWrongState:          jifu.CodeConflict,
-	ErrIdempotencyConflict: jifu.CodeConflict,
-	ErrSMSCodeWrong:        jifu.CodeDenied,
-	ErrSMSCodeExpired:      jifu.CodeDenied,
-	ErrBankDeclined:        jifu.CodeConflict,
+// code is the generic jifu code of a reason.
+func (r Reason) code() string {
+	switch r {
+	case ErrInvalid:
+		return jifu.CodeInvalid
+	case ErrNotFound:
+		return jifu.CodeNotFound
+	case ErrDenied, ErrNotRealName, ErrNotAuthorized, ErrSMSCodeWrong, ErrSMSCodeExpired:
+		return jifu.CodeDenied
+	case ErrAccountExists, ErrInsufficientFunds, ErrOversubscribed, ErrExceedsMargin, ErrExceedsClaim, ErrExceedsDebt,
+		ErrWrongState, ErrIdempotencyConflict, ErrBankDeclined:
+		return jifu.CodeConflict
+	}
+	return jifu.CodeInternal
 }
 
 // ReasonOf returns the escrow reason in err's chain, or "" when there is
@@ -202,7 +199,7 @@ func ReasonOf(err error) Reason {
 }
 
 func fail(r Reason, format string, args ...any) error {
-	return jifu.Errorf(reasonCodes[r], "escrow: %w: "+format, append([]any{r}, args...)...)
+	return jifu.Errorf(r.code(), "escrow: %w: "+format, append([]any{r}, args...)...)
 }
 
 // fromLedger turns a ledger refusal into the escrow reason a caller can act

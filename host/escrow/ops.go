@@ -13,8 +13,6 @@ import (
 	"github.com/jifu-open/jifu/host/ledger"
 )
 
-var zero = decimal.Decimal{}
-
 // OpenAccount (scenario 1, 用户开户) opens the invocation user's custody
 // account in r.Role. The user must be real-name verified; an SMS code goes
 // to the user and SMSConfirm opens the account.
@@ -251,7 +249,7 @@ func (s *Service) RegisterGuarantor(ctx context.Context, a Actor, r RegisterGuar
 		if ln.guarantor != "" {
 			return Response{}, fail(ErrWrongState, "listing %s already has a guarantor", r.BidNo)
 		}
-		if _, err := s.actFor(ctx, tx, a, r.Guarantor, "", r.MarginAmt, r.BidNo, zero); err != nil {
+		if _, err := s.actFor(ctx, tx, a, r.Guarantor, "", r.MarginAmt, r.BidNo, decimal.Decimal{}); err != nil {
 			return Response{}, err
 		}
 		g, err := s.custody(ctx, tx, a.App, r.Guarantor, RoleGuarantor)
@@ -346,7 +344,7 @@ func (s *Service) RegisterDebtTransfer(ctx context.Context, a Actor, r RegisterD
 		if _, err := s.loan(ctx, tx, a.App, r.BidNo, false); err != nil {
 			return Response{}, err
 		}
-		if _, err := s.actFor(ctx, tx, a, r.Buyer, "", r.Price, r.BidNo, zero); err != nil {
+		if _, err := s.actFor(ctx, tx, a, r.Buyer, "", r.Price, r.BidNo, decimal.Decimal{}); err != nil {
 			return Response{}, err
 		}
 		buyer, err := s.custody(ctx, tx, a.App, r.Buyer, RoleInvestor)
@@ -584,7 +582,7 @@ func (s *Service) compensationRepay(ctx context.Context, tx pgx.Tx, l *ledger.Le
 	if r.Amount > ln.compensated-ln.compRepaid {
 		return Response{}, fail(ErrExceedsDebt, "the borrower owes the guarantor %d fen, not %d", ln.compensated-ln.compRepaid, r.Amount)
 	}
-	if _, err := s.actFor(ctx, tx, a, ln.borrower, AuthAutoRepay, r.Amount, ln.bidNo, zero); err != nil {
+	if _, err := s.actFor(ctx, tx, a, ln.borrower, AuthAutoRepay, r.Amount, ln.bidNo, decimal.Decimal{}); err != nil {
 		return Response{}, err
 	}
 	bor, err := s.custody(ctx, tx, a.App, ln.borrower, RoleBorrower)
@@ -618,7 +616,7 @@ func (s *Service) Repay(ctx context.Context, a Actor, r Repay) (Response, error)
 		if err != nil {
 			return Response{}, err
 		}
-		if _, err := s.actFor(ctx, tx, a, ln.borrower, AuthAutoRepay, r.Amount, ln.bidNo, zero); err != nil {
+		if _, err := s.actFor(ctx, tx, a, ln.borrower, AuthAutoRepay, r.Amount, ln.bidNo, decimal.Decimal{}); err != nil {
 			return Response{}, err
 		}
 		bor, err := s.custody(ctx, tx, a.App, ln.borrower, RoleBorrower)
@@ -683,7 +681,7 @@ func (s *Service) Authorize(ctx context.Context, a Actor, r Authorize) (Response
 		return Response{}, fail(ErrDenied, "a standing authorization is given by its user, in person")
 	}
 	return s.run(ctx, a, OpAuthorize, r.MerBillNo, r, StateDone, func(tx pgx.Tx, l *ledger.Ledger) (Response, error) {
-		rate := zero
+		var rate decimal.Decimal
 		if r.MinRate != "" {
 			rate, _ = parseRate("MinRate", r.MinRate)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -69,8 +68,6 @@ const (
 	MaxRaiseDays    = 365
 	MaxAuthDays     = 3650
 )
-
-var billRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
 // OpenAccount opens the invocation user's custody account in Role.
 type OpenAccount struct {
@@ -327,10 +324,24 @@ func Decode(op string, body []byte) (any, error) {
 }
 
 func checkBill(field, v string) error {
-	if !billRE.MatchString(v) {
+	if !validBill(v) {
 		return fail(ErrInvalid, "%s must be 1..32 characters of A-Z, a-z, 0-9, _ and -", field)
 	}
 	return nil
+}
+
+// validBill reports 1..32 characters of A-Z, a-z, 0-9, _ and -.
+func validBill(v string) bool {
+	if v == "" || len(v) > 32 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkUser(field, v string) error {
