@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -57,4 +58,40 @@ func (notWired) Debit(context.Context, escrow.BankOrder) (escrow.BankResult, err
 
 func (notWired) Credit(context.Context, escrow.BankOrder) (escrow.BankResult, error) {
 	return escrow.BankResult{Status: escrow.BankFailed, Reason: "no bank gateway connected"}, nil
+}
+
+// escrowCmd is `jifu escrow`: the custody records' operator commands.
+type escrowCmd struct {
+	Check escrowCheckCmd `cmd:"" help:"Verify the escrow records against the books; exit 1 naming each violation."`
+}
+
+type escrowCheckCmd struct{}
+
+func (escrowCheckCmd) Run(ctx context.Context, e *env) error {
+	db, err := openPlatformDB(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = db.Close() }()
+	pool, err := db.migrateAndOpen(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	vs, err := newEscrow(pool, ledger.New(pool), e.log, escrowPeers{}).Check(ctx)
+	if err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		fmt.Fprintf(e.stdout, "escrow check: all %d invariants hold\n", len(escrow.Invariants()))
+		for _, inv := range escrow.Invariants() {
+			fmt.Fprintf(e.stdout, "  ok  %-18s %s\n", inv[0], inv[1])
+		}
+		return nil
+	}
+	for _, v := range vs {
+		fmt.Fprintf(e.stdout, "VIOLATION %s: %s\n", v.Invariant, v.Detail)
+	}
+	fmt.Fprintf(e.stderr, "jifu: escrow check: %d violation(s)\n", len(vs))
+	return exitError{code: 1}
 }
