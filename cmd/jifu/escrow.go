@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -94,4 +95,31 @@ func (escrowCheckCmd) Run(ctx context.Context, e *env) error {
 	}
 	fmt.Fprintf(e.stderr, "jifu: escrow check: %d violation(s)\n", len(vs))
 	return exitError{code: 1}
+}
+
+// startEscrowSweep marks, every minute, the bids and debt transfers whose
+// holds the ledger's expiry returned (escrow.Service.Sweep), until the
+// returned stop is called (which waits for the sweep in progress).
+func startEscrowSweep(ctx context.Context, svc *escrow.Service, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n, err := svc.Sweep(ctx)
+				if err != nil && ctx.Err() == nil {
+					log.WarnContext(ctx, "escrow: sweep failed", "err", err)
+				} else if n > 0 {
+					log.InfoContext(ctx, "escrow: marked expired bids and debt transfers", "count", n)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jifu-open/jifu/host"
 	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/configstore"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/web"
@@ -41,6 +42,7 @@ type platform struct {
 	apps    *host.AppSet
 	config  *configstore.Store
 	ledger  *ledger.Ledger
+	escrow  *escrow.Service
 	metrics *prometheus.Registry
 	ready   func(context.Context) error
 }
@@ -73,6 +75,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	}
 	p.audit = audit.New(pool, e.log)
 	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
+	p.escrow = newEscrow(pool, p.ledger, e.log, escrowPeers{})
 	var consent host.ConsentChecker = host.DenyAll{}
 	if dev {
 		consent = host.AllowAll{}
@@ -81,7 +84,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
 		Logger:   e.log,
 		KV:       kvstore.New(pool),
-		Escrow:   newEscrow(pool, p.ledger, e.log, escrowPeers{}),
+		Escrow:   p.escrow,
 		Audit:    p.audit,
 		Consent:  consent,
 		Metrics:  p.metrics,
@@ -174,6 +177,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		}
 	}
 	defer startHoldExpiry(ctx, p.ledger, e.log)()
+	defer startEscrowSweep(ctx, p.escrow, e.log)()
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/jifu-open/jifu/host/ledger"
 )
 
 // Violation is one broken invariant between the escrow records and the
@@ -98,4 +100,39 @@ func (s *Service) Check(ctx context.Context) ([]Violation, error) {
 		return nil, dbError(ctx, err)
 	}
 	return out, nil
+}
+
+// Sweep marks what the ledger's hold expiry returned: frozen bids whose
+// holds expired (the listing's deadline passed) become cancelled, and
+// frozen debt transfers whose price hold expired are cancelled and free the
+// seller's reserved claim. It returns how many it marked. Run it after
+// ledger.ExpireHolds (jifu serve does, every minute). A release or transfer
+// racing with it waits for the row it locks and then finds it settled.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	var n int
+	err := s.inTx(ctx, func(tx pgx.Tx, _ *ledger.Ledger) error {
+		tag, err := tx.Exec(ctx, `UPDATE escrow_bids b SET status = 'cancelled'
+			WHERE b.status = 'frozen' AND NOT EXISTS (SELECT 1 FROM ledger_holds h WHERE h.pending_id = b.cap_hold_id)
+			  AND NOT EXISTS (SELECT 1 FROM ledger_holds h WHERE h.pending_id = b.hold_id)`)
+		if err != nil {
+			return err
+		}
+		n = int(tag.RowsAffected())
+		var m int
+		err = tx.QueryRow(ctx, `
+			WITH gone AS (
+				UPDATE escrow_debt_transfers d SET status = 'cancelled'
+				WHERE d.status = 'frozen' AND NOT EXISTS (SELECT 1 FROM ledger_holds h WHERE h.pending_id = d.hold_id)
+				RETURNING d.app, d.bid_no, d.seller, d.principal
+			), freed AS (
+				UPDATE escrow_claims c SET reserved = c.reserved - g.p
+				FROM (SELECT app, bid_no, seller, sum(principal) AS p FROM gone GROUP BY app, bid_no, seller) g
+				WHERE c.app = g.app AND c.bid_no = g.bid_no AND c.holder = g.seller
+				RETURNING 1
+			)
+			SELECT count(*) FROM gone`).Scan(&m)
+		n += m
+		return err
+	})
+	return n, err
 }

@@ -801,3 +801,44 @@ func TestCheckFindsViolations(t *testing.T) {
 	}
 	e.check()
 }
+
+// Sweep marks what hold expiry returned: expired bids cancelled, expired
+// debt-transfer prices cancelled with the seller's claim freed.
+func TestSweep(t *testing.T) {
+	e := newEnv(t, false)
+	bor, i1, _, bidNo := released(e)
+	buyer := e.party("buyer", "investor", 10_000)
+	e.ok(buyer, escrow.OpRegisterDebt, escrow.RegisterDebtTransfer{MerBillNo: bill("D"), BidNo: bidNo, Seller: i1, Buyer: buyer, Principal: 60_000, Price: 9_000})
+	l2 := e.listing(bor, 10_000, 0)
+	b := bill("B")
+	e.ok(buyer, escrow.OpBid, escrow.Bid{MerBillNo: b, BidNo: l2, Investor: buyer, TrdAmt: 1_000})
+	e.wantBalance(buyer, "investor", 0, 10_000)
+	// Other tests' expired leftovers share the database: sweep them first.
+	if _, err := e.svc.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.svc.Sweep(t.Context()); err != nil || n != 0 {
+		t.Fatalf("sweep before expiry: %d, %v", n, err)
+	}
+	e.clock.Add(31 * 24 * time.Hour)
+	if _, err := e.l.ExpireHolds(t.Context(), e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.wantBalance(buyer, "investor", 10_000, 0)
+	if n, err := e.svc.Sweep(t.Context()); err != nil || n < 2 {
+		t.Fatalf("sweep: %d, %v; want at least this test's 2", n, err)
+	}
+	var bidStatus, debtStatus string
+	if err := e.pool.QueryRow(t.Context(), `SELECT (SELECT status FROM escrow_bids WHERE app = $1 AND bill_no = $2),
+		(SELECT status FROM escrow_debt_transfers WHERE app = $1 AND seller = $3)`, e.app, b, i1).Scan(&bidStatus, &debtStatus); err != nil {
+		t.Fatal(err)
+	}
+	if bidStatus != "cancelled" || debtStatus != "cancelled" {
+		t.Fatalf("after the sweep: bid %s, debt transfer %s", bidStatus, debtStatus)
+	}
+	e.check()
+	// The claim is free to sell again; the expired bid cannot be released.
+	e.ok(buyer, escrow.OpRegisterDebt, escrow.RegisterDebtTransfer{MerBillNo: bill("D"), BidNo: bidNo, Seller: i1, Buyer: buyer, Principal: 60_000, Price: 1})
+	e.refused(escrow.ErrWrongState, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "invest", BidNo: l2, Bills: []string{b}})
+	e.check()
+}
