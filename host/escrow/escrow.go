@@ -46,6 +46,8 @@ type RealNames interface {
 }
 
 // SMS sends a text message to a user's verified phone (package notify's
+// sms channel, purpose otp). A jifu.CodeLimit error (the channel's rate
+// limit) is refused as ErrSMSLimit; any other error as unavailable.
 // sms channel). The text holds a confirmation code: implementations must not
 // log it.
 type SMS interface {
@@ -170,6 +172,7 @@ const (
 	ErrSMSCodeWrong        = Reason("sms_code_wrong")       // the SMS code does not match
 	ErrSMSCodeExpired      = Reason("sms_code_expired")     // the SMS code expired or was tried too often
 	ErrBankDeclined        = Reason("bank_declined")        // the bank refused the order
+	ErrSMSLimit            = Reason("sms_limit")            // the SMS channel's rate limit for the user's phone is hit
 )
 
 // code is the generic jifu code of a reason.
@@ -177,6 +180,8 @@ func (r Reason) code() string {
 	switch r {
 	case ErrInvalid:
 		return jifu.CodeInvalid
+	case ErrSMSLimit:
+		return jifu.CodeLimit
 	case ErrNotFound:
 		return jifu.CodeNotFound
 	case ErrDenied, ErrNotRealName, ErrNotAuthorized, ErrSMSCodeWrong, ErrSMSCodeExpired:

@@ -56,13 +56,17 @@ func (r realNames) RealName(ctx context.Context, user string) (escrow.RealName, 
 // outbox is the notify channel's local provider: it writes each SMS to a
 // table the developer console shows.
 type outbox struct {
-	pool *pgxpool.Pool
-	fail atomic.Bool
+	pool  *pgxpool.Pool
+	fail  atomic.Bool // the carrier is down
+	limit atomic.Bool // the channel's rate limit is hit
 }
 
 func (o *outbox) SendSMS(ctx context.Context, user, text string) error {
 	if o.fail.Load() {
 		return errors.New("sms carrier down")
+	}
+	if o.limit.Load() {
+		return jifu.Errorf(jifu.CodeLimit, "notify: too many codes to this phone")
 	}
 	_, err := o.pool.Exec(ctx, `INSERT INTO escrow_test_outbox (user_id, body) VALUES ($1, $2)`, user, text)
 	return err

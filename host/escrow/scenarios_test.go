@@ -83,6 +83,9 @@ func TestS01OpenAccount(t *testing.T) {
 		t.Fatal("open with the SMS carrier down succeeded")
 	}
 	e.sms.fail.Store(false)
+	e.sms.limit.Store(true)
+	e.refused(escrow.ErrSMSLimit, u, escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: b4, Role: "guarantor"})
+	e.sms.limit.Store(false)
 	e.ok(u, escrow.OpOpenAccount, escrow.OpenAccount{MerBillNo: b4, Role: "guarantor"})
 	e.check()
 }

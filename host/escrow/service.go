@@ -408,6 +408,9 @@ func (s *Service) smsCode(ctx context.Context, tx pgx.Tx, app, bill, user, purpo
 	}
 	text := fmt.Sprintf("【%s】%s验证码 %s，%d分钟内有效，请勿告诉他人。", app, purpose, code, int(s.cfg.SMSCodeTTL/time.Minute))
 	if err := s.cfg.SMS.SendSMS(ctx, user, text); err != nil {
+		if jifu.ErrorCode(err) == jifu.CodeLimit {
+			return fail(ErrSMSLimit, "too many codes sent to %q's phone; try later", user)
+		}
 		return jifu.Errorf(jifu.CodeUnavailable, "escrow: sending the SMS code: %w", err)
 	}
 	return nil
