@@ -845,3 +845,20 @@ func TestSweep(t *testing.T) {
 	e.refused(escrow.ErrWrongState, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "invest", BidNo: l2, Bills: []string{b}})
 	e.check()
 }
+
+// Apps (and a sandbox beside production: another namespace) never see each
+// other's accounts, listings or bills.
+func TestAppsAreIsolated(t *testing.T) {
+	e := newEnv(t, false)
+	bor, i1, _, bidNo := released(e)
+	other := *e
+	other.app = e.app + "x"
+	o := &other
+	o.refused(escrow.ErrNotFound, "", escrow.OpBalance, escrow.Balance{User: i1, Role: "investor"})
+	o.refused(escrow.ErrNotFound, bor, escrow.OpRepay, escrow.Repay{MerBillNo: bill("R"), BidNo: bidNo, Amount: 1})
+	o.refused(escrow.ErrNotFound, "", escrow.OpTransfer, escrow.Transfer{MerBillNo: bill("T"), TransferType: "invest", BidNo: bidNo})
+	b := bill("R")
+	e.ok(bor, escrow.OpRepay, escrow.Repay{MerBillNo: b, BidNo: bidNo, Amount: 100})
+	o.refused(escrow.ErrNotFound, "", escrow.OpQuery, escrow.Query{MerBillNo: b})
+	e.check()
+}
