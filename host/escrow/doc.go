@@ -32,6 +32,10 @@
 // moved into and unfrozen from in batches until zero. Bids are holds on the
 // investor's custody account crediting the borrower's, posted when released.
 //
+// Check verifies the records against the books (jifu escrow check); Sweep
+// marks bids and debt transfers whose holds the ledger expired (jifu serve
+// runs it every minute). docs/ESCROW.md records the design and its limits.
+//
 // Rounding (repayment and compensation pro rata): each holder gets
 // floor(amount × principal / total principal) fen, computed exactly with
 // shopspring/decimal; the remainder (fewer fen than holders) goes to the
