@@ -285,7 +285,7 @@ func (s *Service) Bid(ctx context.Context, a Actor, r Bid) (Response, error) {
 			return Response{}, err
 		}
 		now := s.now()
-		if !now.Before(ln.deadline) {
+		if ln.deadline.Sub(now) < time.Second { // a hold needs a timeout ahead
 			return Response{}, fail(ErrWrongState, "listing %s closed for bids at %s", r.BidNo, ln.deadline.Format(time.RFC3339))
 		}
 		if r.Investor == ln.borrower {
