@@ -42,6 +42,7 @@ type cli struct {
 	App     appCmd     `cmd:"" help:"Developer commands: init, build, check and run an app."`
 	Dev     devCmd     `cmd:"" help:"Commands for working on the platform itself."`
 	Ledger  ledgerCmd  `cmd:"" help:"The host ledger: check invariants, daily report."`
+	Escrow  escrowCmd  `cmd:"" help:"Escrow custody records: check them against the books."`
 }
 
 // env is what every command receives: the process's environment and output.

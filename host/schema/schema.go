@@ -14,6 +14,7 @@ import (
 	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/nonce"
@@ -35,5 +36,6 @@ func Sets() []database.MigrationSet {
 		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 		notify.Migrations, marketplace.Migrations,
 		payment.Migrations,
+		escrow.Migrations,
 	}
 }
