@@ -21,6 +21,7 @@ import (
 	"github.com/jifu-open/jifu/host/outbox"
 	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/marketplace"
+	"github.com/jifu-open/jifu/openapi"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -35,5 +36,6 @@ func Sets() []database.MigrationSet {
 		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 		notify.Migrations, marketplace.Migrations,
 		payment.Migrations,
+		openapi.Migrations,
 	}
 }
