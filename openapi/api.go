@@ -131,7 +131,7 @@ func (s *Server) uploadVersion(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		out.Status, out.Submitted = "in_review", true
+		out.Status, out.Submitted = marketplace.StatusInReview, true
 	}
 	writeJSON(w, http.StatusCreated, out)
 }
