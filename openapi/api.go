@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -347,6 +348,10 @@ func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) {
 	u, err := s.cfg.Market.User(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if !slices.ContainsFunc(tok.scopes, func(sc string) bool { return slices.Contains(OAuthScopes, sc) }) {
+		s.writeError(w, r, jifu.Errorf(CodeScopeMissing, "openapi: the access token holds none of the scopes %s", strings.Join(OAuthScopes, ", ")))
 		return
 	}
 	out := wire.UserInfo{OpenID: tok.subject, Scopes: tok.scopes}
