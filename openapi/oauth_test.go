@@ -201,6 +201,15 @@ func TestOAuthCodeFlow(t *testing.T) {
 		}
 	})
 
+	t.Run("a code is bound to its client", func(t *testing.T) {
+		other := e.oauthApp()
+		loc, _, _ := e.authorize(session, authQuery(a, "code", "user.basic"))
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {redirectURI}}
+		if r := e.tokenCall(other, form, ""); r.status != 400 || r.Error != "invalid_grant" || r.AccessToken != "" {
+			t.Fatalf("another client exchanged the code: %+v", r)
+		}
+	})
+
 	t.Run("client authentication", func(t *testing.T) {
 		q := authQuery(a, "code", "user.basic")
 		loc, _, _ := e.authorize(session, q)

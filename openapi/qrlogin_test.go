@@ -21,8 +21,8 @@ import (
 	"github.com/jifu-open/jifu/openapi"
 )
 
-// browser starts a headless Chromium for the test (skipped when none is
-// installed: `make tools` installs it).
+// browser starts a headless Chromium for the test (`make tools` installs
+// it; JIFU_CHROMIUM names another binary).
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	path := os.Getenv("JIFU_CHROMIUM")
@@ -35,7 +35,7 @@ func browser(t *testing.T) context.Context {
 		}
 	}
 	if path == "" {
-		t.Skip("no Chromium installed (make tools)")
+		t.Fatal("no Chromium installed (make tools installs it)")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,

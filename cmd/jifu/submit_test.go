@@ -48,6 +48,12 @@ func TestAppSubmit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st, body := httpDo(t, "GET", base+"/openapi.json", nil); st != 200 || !strings.Contains(body, `"openapi"`) {
+		t.Fatalf("/openapi.json = %d", st)
+	}
+	if st, body := httpDo(t, "GET", base+"/openapi/v1/app", nil); st != 401 || !strings.Contains(body, "signature_missing") {
+		t.Fatalf("unsigned call = %d %s", st, body)
+	}
 	dir := t.TempDir()
 	wasm := filepath.Join(dir, "app.wasm")
 	if err := os.WriteFile(wasm, guesttest.ReadFile(t, "host/testdata/wat/hello.wasm"), 0o644); err != nil {
