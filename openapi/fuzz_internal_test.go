@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/jifu-open/jifu/host/ratelimit"
 )
 
 // FuzzSafeNext: whatever a visitor puts in ?next=, the QR login sends the
@@ -55,4 +57,32 @@ func TestMaskers(t *testing.T) {
 			t.Errorf("MaskName(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func TestParseLevels(t *testing.T) {
+	got, err := ParseLevels("basic=1.5/3, full=1000/2000")
+	if err != nil || got["basic"].Rate != 1.5 || got["basic"].Burst != 3 || got["full"].Burst != 2000 || got["standard"] != DefaultLevels()["standard"] {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, bad := range []string{"basic", "basic=1", "gold=1/1", "basic=0/1", "basic=-1/1", "basic=NaN/1", "basic=Inf/1", "basic=1/0", "basic=1/x"} {
+		if _, err := ParseLevels(bad); err == nil {
+			t.Errorf("ParseLevels(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzParseLevels: whatever the operator writes, accepted levels are
+// usable by the rate limiter.
+func FuzzParseLevels(f *testing.F) {
+	f.Add("basic=5/10,standard=20/40")
+	f.Add("full=0.5/1")
+	f.Fuzz(func(t *testing.T, s string) {
+		lv, err := ParseLevels(s)
+		if err != nil {
+			return
+		}
+		if _, err := ratelimit.New(ratelimit.Config{Levels: lv, Default: "basic"}); err != nil {
+			t.Fatalf("ParseLevels(%q) gave levels the limiter refuses: %v", s, err)
+		}
+	})
 }

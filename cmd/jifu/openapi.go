@@ -11,6 +11,7 @@ import (
 	"github.com/jifu-open/jifu/host/callback"
 	"github.com/jifu-open/jifu/host/nonce"
 	"github.com/jifu-open/jifu/host/outbox"
+	"github.com/jifu-open/jifu/host/ratelimit"
 	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/openapi"
 )
@@ -22,7 +23,8 @@ const openAPISweepInterval = time.Minute
 // startOpenAPI builds the signed open API (/openapi/v1, /openapi.json),
 // the OAuth2 server (/oauth2/...) and the QR login (/login/qr) over the
 // marketplace, the payments and the callbacks' outbox, and starts the
-// sweepers. wrap puts them in front of the platform's handler; stop ends
+// sweepers. JIFU_OPENAPI_RATES ("basic=5/10,standard=20/40") overrides the
+// rate limits of service levels. wrap puts them in front of the platform's handler; stop ends
 // the sweepers.
 func (p *platform) startOpenAPI(ctx context.Context, e *env, ob *outbox.Outbox) (wrap func(http.Handler) http.Handler, stop func(), err error) {
 	if p.market == nil {
@@ -34,12 +36,21 @@ func (p *platform) startOpenAPI(ctx context.Context, e *env, ob *outbox.Outbox) 
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("jifu.oauth2.v1"))
+	levels, err := openapi.ParseLevels(e.getenv("JIFU_OPENAPI_RATES"))
+	if err != nil {
+		return nil, nil, jifu.Errorf(jifu.CodeInvalid, "JIFU_OPENAPI_RATES: %w", err)
+	}
+	limiter, err := ratelimit.New(ratelimit.Config{Levels: levels, Default: marketplace.LevelBasic})
+	if err != nil {
+		return nil, nil, err
+	}
 	nonces := nonce.New(p.pgpool)
 	cfg := openapi.Config{
 		Market:        p.market.svc,
 		Pool:          p.pgpool,
 		Payments:      p.pay.svc,
 		Nonces:        nonces,
+		Limiter:       limiter,
 		Logger:        e.log,
 		SessionCookie: SessionCookie,
 		OAuthSecret:   mac.Sum(nil),
