@@ -26,6 +26,10 @@ tools:
 	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y curl openssl >/dev/null || \
 	    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y curl openssl >/dev/null; }; \
 	  else sudo apt-get install -y curl openssl; fi; }
+	@{ command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 || { echo "installing chromium (browser tests: QR login)"; \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null || \
+	    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }; \
+	  else sudo apt-get install -y chromium; fi; }
 
 $(BIN): FORCE
 	$(GO) build -o $(BIN) ./cmd/jifu

@@ -20,6 +20,8 @@ import (
 
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host"
+	"github.com/jifu-open/jifu/host/ratelimit"
+	"github.com/jifu-open/jifu/sdk/opensign"
 )
 
 // Apps resolves a slug to its serving app version.
@@ -90,6 +92,9 @@ func New(d Deps) http.Handler {
 
 // status maps error codes to HTTP statuses: the one place this happens.
 func status(code string) int {
+	if st := opensign.Status(code); st != 0 { // 401 for the signature's problems, 409 for a replayed nonce
+		return st
+	}
 	switch code {
 	case jifu.CodeInvalid:
 		return http.StatusBadRequest
@@ -101,7 +106,7 @@ func status(code string) int {
 		return http.StatusForbidden
 	case jifu.CodeTooLarge, host.CodeRequestTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case jifu.CodeLimit:
+	case jifu.CodeLimit, ratelimit.CodeLimited:
 		return http.StatusTooManyRequests
 	case jifu.CodeTimeout, host.CodeTimeout:
 		return http.StatusGatewayTimeout

@@ -15,10 +15,11 @@ import (
 )
 
 type appCmd struct {
-	Init  appInitCmd  `cmd:"" help:"Scaffold a working app in a new folder NAME."`
-	Build appBuildCmd `cmd:"" help:"Compile an app to build/app.wasm and validate it."`
-	Check appCheckCmd `cmd:"" help:"Validate a module and its manifest as the review will."`
-	Run   appRunCmd   `cmd:"" help:"Run a module in the local sandbox with the real limits and capabilities."`
+	Init   appInitCmd   `cmd:"" help:"Scaffold a working app in a new folder NAME."`
+	Build  appBuildCmd  `cmd:"" help:"Compile an app to build/app.wasm and validate it."`
+	Check  appCheckCmd  `cmd:"" help:"Validate a module and its manifest as the review will."`
+	Run    appRunCmd    `cmd:"" help:"Run a module in the local sandbox with the real limits and capabilities."`
+	Submit appSubmitCmd `cmd:"" help:"Upload a version through the open API (JIFU_APP_KEY, JIFU_APP_SECRET) and submit it for review."`
 }
 
 type appInitCmd struct {

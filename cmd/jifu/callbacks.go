@@ -26,7 +26,7 @@ func startCallbacks(ctx context.Context, e *env, p *platform) (*outbox.Outbox, f
 		Pool: pool,
 		Sinks: map[string]outbox.Sink{
 			callback.SinkWebhook: &callback.Webhook{
-				Targets: callback.ConfigTargets{Config: p.config},
+				Targets: p.targetsOf(),
 				Client:  callback.NewHTTPClient(callback.DefaultTimeout),
 			},
 			callback.SinkOnEvent: &callback.OnEvent{Apps: callback.AppSetDispatcher{Apps: p.apps}},

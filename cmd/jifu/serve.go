@@ -221,13 +221,18 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			e.log.Warn("preloading released apps failed; they load on first request", "err", err)
 		}
 	}
-	_, stopCallbacks, err := startCallbacks(ctx, e, p)
+	ob, stopCallbacks, err := startCallbacks(ctx, e, p)
 	if err != nil {
 		return err
 	}
 	defer stopCallbacks()
+	openAPI, stopOpenAPI, err := p.startOpenAPI(ctx, e, ob)
+	if err != nil {
+		return err
+	}
+	defer stopOpenAPI()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler := p.pay.routes(web.New(deps))
+	handler := openAPI(p.pay.routes(web.New(deps)))
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
@@ -252,6 +257,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	for _, l := range logins {
 		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}
+	fmt.Fprintf(e.stdout, "  open API         %s/openapi/v1/  %s/openapi.json\n", base, base)
 	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
 
 	errc := make(chan error, 1)

@@ -22,6 +22,7 @@ import (
 	"github.com/jifu-open/jifu/host/outbox"
 	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/marketplace"
+	"github.com/jifu-open/jifu/openapi"
 )
 
 // Sets returns every domain's migration set, in application order. Later
@@ -37,5 +38,6 @@ func Sets() []database.MigrationSet {
 		notify.Migrations, marketplace.Migrations,
 		payment.Migrations,
 		escrow.Migrations,
+		openapi.Migrations,
 	}
 }
