@@ -94,7 +94,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, dev, e.log); err != nil {
 		return nil, err
 	}
-	p.escrow = newEscrow(pool, p.ledger, e.log, escrowPeers{})
+	p.escrow = newEscrow(pool, p.ledger, e.log, marketEscrowPeers(p.link))
 	p.consents = marketplace.NewConsents(pool)
 	var consent host.ConsentChecker = p.consents
 	if dev {
