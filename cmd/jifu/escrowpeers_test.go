@@ -5,10 +5,12 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/jifu-open/jifu"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/notify"
 	"github.com/jifu-open/jifu/marketplace"
 )
@@ -103,5 +105,68 @@ func TestEscrowPeersOverTheStore(t *testing.T) {
 	}
 	if err := idle.SMS.SendSMS(ctx, ref, "x"); jifu.ErrorCode(err) != jifu.CodeUnavailable {
 		t.Errorf("SendSMS without a marketplace: %v", err)
+	}
+}
+
+// Through serve's escrow service: an unverified store user cannot open a
+// custody account (not_real_name, no code sent); a verified one gets the
+// code on their phone through the notify channel, and confirming it opens
+// the account under their verified name and masked number.
+func TestEscrowOpensAccountThroughTheStore(t *testing.T) {
+	ctx := context.Background()
+	c := newCmdEnv(t)
+	key := make([]byte, 32)
+	key[0] = 12
+	c.vars["JIFU_MASTER_KEY"] = hex.EncodeToString(key)
+	p := startTestPlatform(t, c)
+	svc := p.market.svc
+
+	const phone = "13900000778"
+	u, err := svc.EnsureUser(ctx, marketplace.System, phone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := escrow.Actor{App: "esc-store", User: u.Ref()}
+	inbox := func() []notify.Entry {
+		t.Helper()
+		msgs, err := p.market.outbox.List(ctx, notify.Filter{To: phone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	if _, err := p.escrow.OpenAccount(ctx, actor, escrow.OpenAccount{MerBillNo: "OPEN-1", Role: escrow.RoleInvestor}); escrow.ReasonOf(err) != escrow.ErrNotRealName {
+		t.Fatalf("unverified user opens: %v, want %s", err, escrow.ErrNotRealName)
+	}
+	if n := len(inbox()); n != 0 {
+		t.Fatalf("%d codes sent to an unverified user", n)
+	}
+
+	if _, err := svc.VerifyRealName(ctx, u.ID, "李四", "11010519491231002X"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.escrow.OpenAccount(ctx, actor, escrow.OpenAccount{MerBillNo: "OPEN-2", Role: escrow.RoleInvestor})
+	if err != nil || resp.State != escrow.StateAwaitingSMS {
+		t.Fatalf("verified user opens: %+v, %v; want awaiting the SMS code", resp, err)
+	}
+	msgs := inbox()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages to %s, want the code", len(msgs), phone)
+	}
+	m := regexp.MustCompile(`验证码 (\d{6})`).FindStringSubmatch(msgs[0].Body)
+	if m == nil {
+		t.Fatalf("no code in %q", msgs[0].Body)
+	}
+	resp, err = p.escrow.SMSConfirm(ctx, actor, escrow.SMSConfirm{MerBillNo: "OPEN-2", SmsCode: m[1]})
+	if err != nil || resp.State != escrow.StateDone || resp.AccountID == 0 {
+		t.Fatalf("confirm: %+v, %v", resp, err)
+	}
+	var name, ident string
+	if err := p.pgpool.QueryRow(ctx, `SELECT real_name, ident_masked FROM escrow_accounts WHERE app = $1 AND user_id = $2`,
+		actor.App, actor.User).Scan(&name, &ident); err != nil {
+		t.Fatal(err)
+	}
+	if name != "李四" || ident == "" || strings.Contains(ident, "19491231") {
+		t.Fatalf("custody account holder %q, %q", name, ident)
 	}
 }
