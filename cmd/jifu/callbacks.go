@@ -5,37 +5,44 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/callback"
 	"github.com/jifu-open/jifu/host/outbox"
 )
 
-// startCallbacks builds the events outbox with its two sinks (the app's
-// server through callback.url/callback.secret in its configuration, and
-// the app's own on_event) and starts River's delivery workers. The
-// returned stop waits up to 10 s for running deliveries (cancelled ones are
-// retried later, by this process or another).
-func startCallbacks(ctx context.Context, e *env, p *platform) (*outbox.Outbox, func(), error) {
-	pool, ok := p.pool.(*pgxpool.Pool)
-	if !ok {
-		return nil, nil, jifu.Errorf(jifu.CodeInternal, "callbacks: the platform has no pgx pool")
+// newEventsOutbox builds the events outbox with its sinks: the app's
+// server through callback.url/callback.secret in its configuration
+// (callback.SinkWebhook), the app's own on_event (callback.SinkOnEvent: a
+// directly loaded app, else the marketplace version serving the event's
+// user) and the marketplace's payment volume (SinkPaymentStats). Building
+// it starts nothing: producers (payments) enqueue through it at once, and
+// startCallbacks runs the delivery workers in serve.
+func newEventsOutbox(e *env, p *platform) (*outbox.Outbox, error) {
+	if p.pgpool == nil {
+		return nil, jifu.Errorf(jifu.CodeInternal, "callbacks: the platform has no pgx pool")
 	}
-	ob, err := outbox.New(outbox.Config{
-		Pool: pool,
+	return outbox.New(outbox.Config{
+		Pool: p.pgpool,
 		Sinks: map[string]outbox.Sink{
 			callback.SinkWebhook: &callback.Webhook{
 				Targets: p.targetsOf(),
 				Client:  callback.NewHTTPClient(callback.DefaultTimeout),
 			},
-			callback.SinkOnEvent: &callback.OnEvent{Apps: callback.AppSetDispatcher{Apps: p.apps}},
+			callback.SinkOnEvent: &callback.OnEvent{Apps: &appDispatcher{apps: p.apps, link: p.link}},
+			SinkPaymentStats:     &paymentStats{link: p.link},
 		},
 		Logger:  riverLogger(e.log),
 		Metrics: p.metrics,
 	})
-	if err != nil {
-		return nil, nil, err
+}
+
+// startCallbacks starts the platform outbox's delivery workers (River). The
+// returned stop waits up to 10 s for running deliveries (cancelled ones are
+// retried later, by this process or another).
+func startCallbacks(ctx context.Context, e *env, p *platform) (*outbox.Outbox, func(), error) {
+	ob := p.outbox
+	if ob == nil {
+		return nil, nil, jifu.Errorf(jifu.CodeInternal, "callbacks: the platform has no outbox")
 	}
 	// Not ctx: its cancellation (Ctrl-C) would make River cancel running
 	// deliveries at once; stop lets them finish first.

@@ -13,9 +13,9 @@ import (
 	"github.com/jifu-open/jifu/host/ledger"
 )
 
-// escrowPeers are the escrow capability's outside dependencies. Until the
-// user store (real names), host/notify (SMS) and the bank gateway are wired
-// here, each refuses with CodeUnavailable: requests that need one fail
+// escrowPeers are the escrow capability's outside dependencies (serve uses
+// marketEscrowPeers; the bank is not connected yet). A nil peer refuses
+// with CodeUnavailable (the bank declines): requests that need it fail
 // cleanly and change nothing, the others (bids, releases, repayments,
 // unfreezes, balances) work.
 type escrowPeers struct {

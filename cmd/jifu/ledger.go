@@ -9,6 +9,7 @@ import (
 
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/host/payment"
 )
 
 // ledgerCmd is `jifu ledger`: the books' operator commands.
@@ -117,10 +118,7 @@ func seedLedger(ctx context.Context, l *ledger.Ledger) error {
 		return err
 	}
 	for _, w := range demoWallets {
-		wallet, err := l.CreateAccount(ctx, ledger.AccountSpec{
-			Owner: ledger.Owner{Type: ledger.OwnerUser, ID: w.user}, Name: "wallet",
-			Flags: ledger.DebitsMustNotExceedCredits,
-		})
+		wallet, err := payment.OpenWallet(ctx, l, w.user) // the wallet payments spend from
 		if err != nil {
 			return err
 		}

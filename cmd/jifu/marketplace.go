@@ -69,6 +69,7 @@ func (p *platform) startMarketplace(ctx context.Context, e *env) error {
 	}
 	p.market = &marketplaceParts{svc: svc, notifier: n, outbox: outbox, key: key,
 		serving: marketplace.NewServing(svc, p.host, marketplace.ServingOptions{Config: p.appConfig})}
+	p.link.set(p.market)
 	return nil
 }
 

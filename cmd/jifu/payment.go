@@ -4,17 +4,13 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/jifu-open/jifu/host"
-	"github.com/jifu-open/jifu/host/abi"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/host/payment/page"
@@ -26,16 +22,13 @@ import (
 type payments struct {
 	svc  *payment.Service
 	page *page.Handler
-	devE *devEvents
 	log  *slog.Logger
 }
 
 // newPayments builds the payment service over pool. masterKey derives the
-// page's form-token key. apps resolves the apps events are delivered to.
-func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, apps *host.AppSet, dev bool, log *slog.Logger) (*payments, error) {
-	// Until host/outbox is plugged in, events go straight to the app's
-	// on_event once their transaction has committed (devEvents).
-	ev := &devEvents{pool: pool, apps: apps, log: log, ch: make(chan payment.Event, 1024)}
+// page's form-token key. ev receives the outcomes inside their transactions
+// (paymentEvents: the platform outbox).
+func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev payment.Events, dev bool, log *slog.Logger) (*payments, error) {
 	svc, err := payment.New(payment.Config{Pool: pool, Ledger: l, Events: ev, Logger: log})
 	if err != nil {
 		return nil, err
@@ -50,17 +43,16 @@ func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, apps *h
 	if err != nil {
 		return nil, err
 	}
-	return &payments{svc: svc, page: ph, devE: ev, log: log}, nil
+	return &payments{svc: svc, page: ph, log: log}, nil
 }
 
-// start runs the sweeps and the event delivery until the returned stop is
-// called.
+// start runs the sweeps (expiry, Resume) until the returned stop is called.
+// Events are delivered by the platform outbox (startCallbacks).
 func (p *payments) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
-	go func() { p.svc.Run(ctx, 5*time.Second); done <- struct{}{} }()
-	go func() { p.devE.run(ctx); done <- struct{}{} }()
-	return func() { cancel(); <-done; <-done }
+	done := make(chan struct{})
+	go func() { p.svc.Run(ctx, 5*time.Second); close(done) }()
+	return func() { cancel(); <-done }
 }
 
 // routes serves the confirmation page at /pay/ and everything else with next.
@@ -97,82 +89,4 @@ func seedPayments(ctx context.Context, p *payments) error {
 		}
 	}
 	return nil
-}
-
-// devEvents is a stand-in for host/outbox: Publish queues the event in
-// memory, and once the publishing transaction has visibly committed (the
-// intent or refund is in the state the event announces) it is handed to the
-// app's on_event, with a few retries. Events whose transaction rolled back
-// are dropped; events are lost if the process stops. The outbox replaces it
-// with durable delivery and signed callbacks.
-type devEvents struct {
-	pool *pgxpool.Pool
-	apps *host.AppSet
-	log  *slog.Logger
-	ch   chan payment.Event
-}
-
-// Publish implements payment.Events.
-func (d *devEvents) Publish(_ context.Context, _ pgx.Tx, ev payment.Event) error {
-	select {
-	case d.ch <- ev:
-	default:
-		d.log.Warn("payment: event queue full; event dropped", "event", ev.ID, "type", ev.Type)
-	}
-	return nil
-}
-
-func (d *devEvents) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-d.ch:
-			d.deliver(ctx, ev)
-		}
-	}
-}
-
-func (d *devEvents) deliver(ctx context.Context, ev payment.Event) {
-	for attempt := 0; attempt < 20; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-		ok, err := d.committed(ctx, ev)
-		if err != nil || !ok {
-			continue
-		}
-		app, found := d.apps.App(ev.App)
-		if !found || !app.Manifest().HasEntryPoint(abi.ExportOnEvent) {
-			return
-		}
-		res, err := app.OnEvent(ctx, host.Caller{User: ev.User}, &abi.Event{Type: ev.Type, ID: ev.ID, User: ev.User, Payload: ev.Payload})
-		if err == nil && res.Status == 0 {
-			return
-		}
-		d.log.WarnContext(ctx, "payment: on_event refused; retrying", "app", ev.App, "event", ev.ID, "err", err)
-	}
-	d.log.WarnContext(ctx, "payment: event not delivered", "app", ev.App, "event", ev.ID, "type", ev.Type)
-}
-
-// committed reports whether the transaction that published ev has
-// committed: the refund exists, or the intent is past the state it left.
-func (d *devEvents) committed(ctx context.Context, ev payment.Event) (bool, error) {
-	var n int
-	var err error
-	switch ev.Type {
-	case payment.EventRefunded, payment.EventRefundFailed:
-		err = d.pool.QueryRow(ctx, `SELECT count(*) FROM payment_refunds WHERE id = $1`, ev.ID).Scan(&n)
-	default:
-		err = d.pool.QueryRow(ctx, `SELECT count(*) FROM payment_intents
-			WHERE id = $1 AND state NOT IN ('created', 'confirmed', 'authorized')`, ev.IntentID).Scan(&n)
-	}
-	if errors.Is(err, context.Canceled) {
-		return false, err
-	}
-	return n > 0, err
 }

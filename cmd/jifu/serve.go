@@ -24,6 +24,7 @@ import (
 	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/host/outbox"
 	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/web"
 )
@@ -46,6 +47,8 @@ type platform struct {
 	config  *configstore.Store
 	ledger  *ledger.Ledger
 	pay     *payments
+	outbox  *outbox.Outbox // events (payments' outcomes) to apps, developers' servers, statistics
+	link    *marketLink    // the marketplace, once started, for the peers built before it
 	escrow  *escrow.Service
 	metrics *prometheus.Registry
 	pgpool  *pgxpool.Pool
@@ -59,7 +62,7 @@ type platform struct {
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
 // migrates it, and builds the host with its stores.
 func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err error) {
-	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry()}
+	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry(), link: &marketLink{}}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -85,10 +88,13 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	}
 	p.audit = audit.New(pool, e.log)
 	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
-	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log); err != nil {
+	if p.outbox, err = newEventsOutbox(e, p); err != nil {
 		return nil, err
 	}
-	p.escrow = newEscrow(pool, p.ledger, e.log, escrowPeers{})
+	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, dev, e.log); err != nil {
+		return nil, err
+	}
+	p.escrow = newEscrow(pool, p.ledger, e.log, marketEscrowPeers(p.link))
 	p.consents = marketplace.NewConsents(pool)
 	var consent host.ConsentChecker = p.consents
 	if dev {
