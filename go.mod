@@ -9,6 +9,7 @@ require (
 	github.com/moov-io/iso8583 v0.26.1
 	github.com/pressly/goose/v3 v3.29.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/shopspring/decimal v1.6.0
 	github.com/tetratelabs/wazero v1.12.0
 )
 

@@ -12,6 +12,7 @@ package schema
 
 import (
 	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
@@ -25,5 +26,6 @@ func Sets() []database.MigrationSet {
 		kvstore.Migrations,
 		audit.Migrations,
 		configstore.Migrations,
+		cardpay.Migrations,
 	}
 }

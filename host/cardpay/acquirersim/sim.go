@@ -94,7 +94,7 @@ type Sim struct {
 	keys   workKeys // of the last sign-on: the link's working keys
 	signed bool
 	ln     net.Listener
-	wg   sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 type workKeys struct{ pik, mak dukpt.Key }
