@@ -145,7 +145,7 @@ var errDeclined = errors.New("declined by a risk rule")
 // applyRisk classifies the card and moves every counter the payment
 // touches in one transaction, with row locks in a fixed order so that
 // concurrent payments of one card or user serialize and never overshoot.
-func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked string, chip bool, m *merchant, t *terminal, amount int64, now time.Time) (riskOutcome, error) {
+func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked string, chip bool, m *merchant, t *terminal, amount int64, now time.Time, stan string) (riskOutcome, error) {
 	rs, err := s.rules(ctx)
 	if err != nil {
 		return riskOutcome{}, err
@@ -213,8 +213,9 @@ func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked 
 			out.t0 = true
 			out.applied = append(out.applied, t0...)
 		}
-		_, err = tx.Exec(ctx, `UPDATE card_payments SET card_class = $2, t0 = $3, card_token = $4, pan_masked = $5 WHERE id = $1`,
-			paymentID, cls.Class, out.t0, token, masked)
+		_, err = tx.Exec(ctx, `UPDATE card_payments SET card_class = $2, t0 = $3, card_token = $4, pan_masked = $5,
+			stan = $6, acq_tid = $7, acq_mid = $8, batch_no = $9 WHERE id = $1`,
+			paymentID, cls.Class, out.t0, token, masked, stan, t.acqTID, m.acqMID, s.opt.BatchNo)
 		return err
 	})
 	if errors.Is(err, errDeclined) {
@@ -226,8 +227,10 @@ func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked 
 	return out, nil
 }
 
-// bump adds amount to each counter (in a fixed order) and returns the rule
-// of the first counter now over its limit.
+// bump adds amount to every counter in one statement, taking the row
+// locks in a fixed order (so concurrent payments of one card or user
+// serialize without deadlocks), and returns the rule of the first counter
+// now over its limit.
 func bump(ctx context.Context, tx pgx.Tx, cs []counter, amount int64) (string, error) {
 	sort.Slice(cs, func(i, j int) bool {
 		a, b := cs[i], cs[j]
@@ -239,15 +242,28 @@ func bump(ctx context.Context, tx pgx.Tx, cs []counter, amount int64) (string, e
 		}
 		return a.period < b.period
 	})
+	scopes, subjects, periods := make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs))
+	for i, c := range cs {
+		scopes[i], subjects[i], periods[i] = c.scope, c.subject, c.period
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO card_counters (scope, subject, period, amount)
+		SELECT s, u, p, $4::bigint FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(s, u, p, n) ORDER BY n
+		ON CONFLICT (scope, subject, period) DO UPDATE SET amount = card_counters.amount + EXCLUDED.amount
+		RETURNING scope, subject, period, amount`, scopes, subjects, periods, amount)
+	if err != nil {
+		return "", err
+	}
+	totals := map[[3]string]int64{}
+	var sc, su, pe string
+	var total int64
+	if _, err := pgx.ForEachRow(rows, []any{&sc, &su, &pe, &total}, func() error {
+		totals[[3]string{sc, su, pe}] = total
+		return nil
+	}); err != nil {
+		return "", err
+	}
 	for _, c := range cs {
-		var total int64
-		err := tx.QueryRow(ctx, `INSERT INTO card_counters (scope, subject, period, amount) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (scope, subject, period) DO UPDATE SET amount = card_counters.amount + EXCLUDED.amount
-			RETURNING amount`, c.scope, c.subject, c.period, amount).Scan(&total)
-		if err != nil {
-			return "", err
-		}
-		if total > c.limit {
+		if totals[[3]string{c.scope, c.subject, c.period}] > c.limit {
 			return c.rule, nil
 		}
 	}
@@ -255,13 +271,14 @@ func bump(ctx context.Context, tx pgx.Tx, cs []counter, amount int64) (string, e
 }
 
 func unbump(ctx context.Context, tx pgx.Tx, cs []counter, amount int64) error {
-	for _, c := range cs {
-		if _, err := tx.Exec(ctx, `UPDATE card_counters SET amount = amount - $4 WHERE scope = $1 AND subject = $2 AND period = $3`,
-			c.scope, c.subject, c.period, amount); err != nil {
-			return err
-		}
+	scopes, subjects, periods := make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs))
+	for i, c := range cs {
+		scopes[i], subjects[i], periods[i] = c.scope, c.subject, c.period
 	}
-	return nil
+	_, err := tx.Exec(ctx, `UPDATE card_counters c SET amount = c.amount - $4
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS x(s, u, p)
+		WHERE c.scope = x.s AND c.subject = x.u AND c.period = x.p`, scopes, subjects, periods, amount)
+	return err
 }
 
 // release gives back the counters of a payment that did not go through

@@ -374,7 +374,8 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	token := s.vault.token(card.PAN)
 
 	// Risk rules: counters move inside one transaction or not at all.
-	rk, err := s.applyRisk(ctx, id, token, res.PANMasked, chip, m, t, req.Amount, now)
+	stan := s.acq.NextSTAN()
+	rk, err := s.applyRisk(ctx, id, token, res.PANMasked, chip, m, t, req.Amount, now, stan)
 	if err != nil {
 		return s.fail(ctx, res, "risk", err)
 	}
@@ -386,7 +387,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	// The acquirer.
 	msg := &iso8583.Message{
 		MTI: iso8583.MTIFinancial, PAN: card.PAN, ProcessingCode: iso8583.ProcPurchase, Amount: req.Amount,
-		STAN: s.acq.NextSTAN(), Expiry: card.Expiry, EntryMode: "022", Condition: "00",
+		STAN: stan, Expiry: card.Expiry, EntryMode: "022", Condition: "00",
 		Track2: t2.Field35(), TerminalID: t.acqTID, MerchantID: m.acqMID, Currency: iso8583.CurrencyCNY,
 		Security: "0600000000000000", Field60: iso8583.TypePurchase + s.opt.BatchNo,
 	}
@@ -409,11 +410,6 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 		}
 		msg.PINBlock, msg.PINCapture, msg.Security = zone, "12", "2600000000000000"
 		msg.EntryMode = msg.EntryMode[:2] + "1"
-	}
-	if _, err := s.pool.Exec(ctx, `UPDATE card_payments SET stan = $2, acq_tid = $3, acq_mid = $4, batch_no = $5, updated_at = now() WHERE id = $1`,
-		id, msg.STAN, t.acqTID, m.acqMID, s.opt.BatchNo); err != nil {
-		s.release(ctx, rk)
-		return s.fail(ctx, res, "record", err)
 	}
 	resp, err := s.acq.Purchase(ctx, msg)
 	if err != nil {
@@ -498,6 +494,8 @@ func serviceCodeRule(c track.Card, chip bool) string {
 	return ""
 }
 
+var errRollback = errors.New("roll back")
+
 // claim inserts the pending payment and advances the terminal's KSN counter
 // in one transaction. It returns the stored result when this exact request
 // was seen before.
@@ -505,33 +503,45 @@ func (s *Service) claim(ctx context.Context, req *request.Request, t *terminal, 
 	var id int64
 	var prev *Result
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO card_payments (org_id, merchant_id, order_id, ksn, translog_no, terminal_type, amount, product_name, params, status)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')
-			ON CONFLICT (org_id, merchant_id, order_id) DO NOTHING RETURNING id`,
-			req.OrgID, req.MerchantID, req.OrderID, ksn.String(), req.TranslogNo, t.typ, req.Amount, req.ProductName, req.Params).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			r, same, err := loadResult(ctx, tx, req)
-			if err != nil {
-				return err
-			}
-			if !same {
-				return jifu.Errorf(jifu.CodeConflict, "cardpay: order_id %q was already used for another payment", req.OrderID)
-			}
-			prev = &r
+		// One statement: advance the counter, then insert the order if the
+		// counter moved; the transaction undoes the counter when the order
+		// turns out to be taken.
+		var moved int
+		var pid *int64
+		err := tx.QueryRow(ctx, `WITH upd AS (
+				UPDATE card_terminals SET last_counter = $11 WHERE ksn_prefix = $10 AND last_counter < $11 RETURNING 1),
+			ins AS (
+				INSERT INTO card_payments (org_id, merchant_id, order_id, ksn, translog_no, terminal_type, amount, product_name, params, status)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending' WHERE EXISTS (SELECT 1 FROM upd)
+				ON CONFLICT (org_id, merchant_id, order_id) DO NOTHING RETURNING id)
+			SELECT (SELECT count(*) FROM upd), (SELECT id FROM ins)`,
+			req.OrgID, req.MerchantID, req.OrderID, ksn.String(), req.TranslogNo, t.typ, req.Amount, req.ProductName, req.Params,
+			t.prefix, ksn.Counter()).Scan(&moved, &pid)
+		if err != nil {
+			return err
+		}
+		if pid != nil {
+			id = *pid
 			return nil
 		}
-		if err != nil {
+		// Not inserted: the same request again, another request with this
+		// order_id, or a replayed counter.
+		r, same, err := loadResult(ctx, tx, req)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE card_terminals SET last_counter = $2 WHERE ksn_prefix = $1 AND last_counter < $2`, t.prefix, ksn.Counter())
-		if err != nil {
-			return err
+		switch {
+		case err == nil && same:
+			prev = &r
+			return errRollback
+		case err == nil:
+			return jifu.Errorf(jifu.CodeConflict, "cardpay: order_id %q was already used for another payment", req.OrderID)
 		}
-		if tag.RowsAffected() == 0 {
-			return jifu.Errorf(jifu.CodeDenied, "cardpay: KSN counter replayed (at or below the last one seen for this reader)")
-		}
-		return nil
+		return jifu.Errorf(jifu.CodeDenied, "cardpay: KSN counter replayed (at or below the last one seen for this reader)")
 	})
+	if errors.Is(err, errRollback) {
+		return 0, prev, nil
+	}
 	if err != nil {
 		return 0, nil, dbErr(ctx, "claim payment", err)
 	}
@@ -575,15 +585,13 @@ func (s *Service) fail(ctx context.Context, res Result, stage string, cause erro
 func (s *Service) approve(ctx context.Context, res Result, m *merchant, token string, amount int64, now time.Time) (Result, error) {
 	res.Status = StatusApproved
 	day := now.In(beijing).Format("2006-01-02")
-	err := pgx.BeginFunc(context.WithoutCancel(ctx), s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
-			pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, updated_at = now() WHERE id = $1`,
-			res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `UPDATE card_cards SET cumulative = cumulative + $2 WHERE card_token = $1`, token, amount)
-		return err
-	})
+	// One statement: the payment and the card's cumulative volume together.
+	_, err := s.pool.Exec(context.WithoutCancel(ctx), `WITH p AS (
+			UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
+			pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, updated_at = now() WHERE id = $1
+			RETURNING card_token)
+		UPDATE card_cards c SET cumulative = c.cumulative + $10 FROM p WHERE c.card_token = p.card_token`,
+		res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount)
 	if err != nil {
 		// Approved at the acquirer but not recorded: the daily reconciliation
 		// lists it (platform lacks the acquirer's RRN).

@@ -289,64 +289,66 @@ func (s *Sim) signOn(m *iso8583.Message) ([]byte, time.Duration, error) {
 
 type entry struct{ code, rrn, auth string }
 
-// journal decides and records the answer to a financial message in one
-// transaction; a retransmission gets the recorded answer.
+// journal decides and records the answer to a financial message; a
+// retransmission gets the recorded answer. RRN and authorization code derive
+// from the journal row's id. A purchase is one statement; a void, refund or
+// reversal updates its original in the same transaction.
 func (s *Sim) journal(ctx context.Context, m *iso8583.Message, kind string, wk workKeys) (entry, error) {
 	day := s.cfg.Now().In(Beijing).Format("2006-01-02")
 	var e entry
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT response_code, rrn, auth_code FROM acqsim_journal
-			WHERE tid = $1 AND stan = $2 AND mti = $3 AND settle_date = $4`, m.TerminalID, m.STAN, m.MTI, day).
-			Scan(&e.code, &e.rrn, &e.auth)
-		if err == nil {
-			return nil // retransmission
+	insert := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}, code, status, orig string) error {
+		err := q.QueryRow(ctx, `INSERT INTO acqsim_journal (settle_date, mti, kind, tid, mid, stan, orig_rrn, amount, pan, response_code, status)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT (tid, stan, mti, settle_date) DO NOTHING RETURNING response_code, rrn, auth_code`,
+			day, m.MTI, kind, m.TerminalID, m.MerchantID, m.STAN, orig, m.Amount, pan.Mask(m.PAN), code, status).Scan(&e.code, &e.rrn, &e.auth)
+		if errors.Is(err, pgx.ErrNoRows) { // retransmission
+			err = q.QueryRow(ctx, `SELECT response_code, rrn, auth_code FROM acqsim_journal
+				WHERE tid = $1 AND stan = $2 AND mti = $3 AND settle_date = $4`, m.TerminalID, m.STAN, m.MTI, day).Scan(&e.code, &e.rrn, &e.auth)
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		code, status, orig := s.decide(ctx, tx, m, kind, wk)
-		var id int64
-		if err := tx.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('acqsim_journal', 'id'))`).Scan(&id); err != nil {
-			return err
-		}
-		e.rrn = fmt.Sprintf("%012d", id)
-		if code == "00" {
-			e.auth = fmt.Sprintf("%06d", id%1000000)
-		}
-		e.code = code
-		_, err = tx.Exec(ctx, `INSERT INTO acqsim_journal
-			(id, settle_date, mti, kind, tid, mid, stan, rrn, orig_rrn, amount, pan, response_code, auth_code, status)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			id, day, m.MTI, kind, m.TerminalID, m.MerchantID, m.STAN, e.rrn, orig, m.Amount, pan.Mask(m.PAN), code, e.auth, status)
 		return err
-	})
+	}
+	var err error
+	if kind == "purchase" {
+		code, status := s.decidePurchase(m, wk)
+		err = insert(s.pool, code, status, "")
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			code, status, orig := s.decide(ctx, tx, m, kind)
+			return insert(tx, code, status, orig)
+		})
+	}
 	if err != nil {
 		return e, database.QueryError(ctx, "acquirersim: journal", err)
 	}
 	return e, nil
 }
 
+// decidePurchase applies the rules to a purchase.
+func (s *Sim) decidePurchase(m *iso8583.Message, wk workKeys) (code, status string) {
+	if m.Amount <= 0 || pan.Check(m.PAN) != nil {
+		return "14", "declined" // invalid card number
+	}
+	if m.PINBlock != nil {
+		if _, err := pinblock.Translate(wk.pik, m.PINBlock, m.PAN, wk.pik); err != nil {
+			return "55", "declined"
+		}
+	}
+	if c, ok := s.cfg.Rules.DeclinePAN[m.PAN]; ok {
+		return c, "declined"
+	}
+	if c, ok := s.cfg.Rules.DeclineAmount[m.Amount]; ok {
+		return c, "declined"
+	}
+	return "00", "approved"
+}
+
 // decide applies the rules inside the journal transaction; it updates the
 // original row of a void, refund or reversal.
-func (s *Sim) decide(ctx context.Context, tx pgx.Tx, m *iso8583.Message, kind string, wk workKeys) (code, status, orig string) {
+func (s *Sim) decide(ctx context.Context, tx pgx.Tx, m *iso8583.Message, kind string) (code, status, orig string) {
 	declined := func(c string) (string, string, string) { return c, "declined", m.RRN }
 	switch kind {
-	case "purchase":
-		if m.Amount <= 0 || pan.Check(m.PAN) != nil {
-			return declined("14") // invalid card number
-		}
-		if m.PINBlock != nil {
-			if _, err := pinblock.Translate(wk.pik, m.PINBlock, m.PAN, wk.pik); err != nil {
-				return declined("55")
-			}
-		}
-		if c, ok := s.cfg.Rules.DeclinePAN[m.PAN]; ok {
-			return declined(c)
-		}
-		if c, ok := s.cfg.Rules.DeclineAmount[m.Amount]; ok {
-			return declined(c)
-		}
-		return "00", "approved", ""
 	case "void", "refund":
 		var amount, refunded int64
 		var status string
