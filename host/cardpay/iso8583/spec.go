@@ -75,7 +75,7 @@ func (nibbles) Decode(src []byte, length int) ([]byte, int, error) {
 }
 
 func bcdFixed(n int, desc string) field.Field {
-	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: encoding.BCD, Pref: prefix.BCD.Fixed})
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: bcd{}, Pref: bcdFixedLen{}})
 }
 
 func asciiFixed(n int, desc string) field.Field {
@@ -88,17 +88,17 @@ var Spec = &moov.MessageSpec{
 	Fields: map[int]field.Field{
 		0:  bcdFixed(4, "Message Type Indicator"),
 		1:  field.NewBitmap(&field.Spec{Length: 8, Description: "Bitmap", Enc: encoding.Binary, Pref: prefix.Binary.Fixed, DisableAutoExpand: true}),
-		2:  field.NewString(&field.Spec{Length: 19, Description: "Primary Account Number", Enc: nibbles{}, Pref: prefix.BCD.LL}),
+		2:  field.NewString(&field.Spec{Length: 19, Description: "Primary Account Number", Enc: nibbles{}, Pref: bcdLen{2}}),
 		3:  bcdFixed(6, "Processing Code"),
 		4:  bcdFixed(12, "Amount, Transaction"),
 		11: bcdFixed(6, "System Trace Audit Number"),
 		14: bcdFixed(4, "Date, Expiration"),
-		22: field.NewString(&field.Spec{Length: 3, Description: "POS Entry Mode", Enc: encoding.LBCD, Pref: prefix.BCD.Fixed}),
+		22: field.NewString(&field.Spec{Length: 3, Description: "POS Entry Mode", Enc: bcd{left: true}, Pref: bcdFixedLen{}}),
 		23: bcdFixed(3, "Card Sequence Number"),
 		25: bcdFixed(2, "POS Condition Code"),
 		26: bcdFixed(2, "POS PIN Capture Code"),
-		35: field.NewString(&field.Spec{Length: 37, Description: "Track 2 Data", Enc: nibbles{}, Pref: prefix.BCD.LL}),
-		36: field.NewString(&field.Spec{Length: 104, Description: "Track 3 Data", Enc: nibbles{}, Pref: prefix.BCD.LLL}),
+		35: field.NewString(&field.Spec{Length: 37, Description: "Track 2 Data", Enc: nibbles{}, Pref: bcdLen{2}}),
+		36: field.NewString(&field.Spec{Length: 104, Description: "Track 3 Data", Enc: nibbles{}, Pref: bcdLen{3}}),
 		37: asciiFixed(12, "Retrieval Reference Number"),
 		38: asciiFixed(6, "Authorization Identification Response"),
 		39: asciiFixed(2, "Response Code"),
@@ -107,9 +107,9 @@ var Spec = &moov.MessageSpec{
 		49: asciiFixed(3, "Currency Code, Transaction"),
 		52: field.NewBinary(&field.Spec{Length: 8, Description: "PIN Data", Enc: encoding.Binary, Pref: prefix.Binary.Fixed}),
 		53: bcdFixed(16, "Security Related Control Information"),
-		55: field.NewBinary(&field.Spec{Length: 999, Description: "ICC Data", Enc: encoding.Binary, Pref: prefix.BCD.LLL}),
-		60: field.NewString(&field.Spec{Length: 999, Description: "Reserved Private (message type, batch)", Enc: encoding.LBCD, Pref: prefix.BCD.LLL}),
-		62: field.NewBinary(&field.Spec{Length: 999, Description: "Reserved Private (working keys)", Enc: encoding.Binary, Pref: prefix.BCD.LLL}),
+		55: field.NewBinary(&field.Spec{Length: 999, Description: "ICC Data", Enc: encoding.Binary, Pref: bcdLen{3}}),
+		60: field.NewString(&field.Spec{Length: 999, Description: "Reserved Private (message type, batch)", Enc: bcd{left: true}, Pref: bcdLen{3}}),
+		62: field.NewBinary(&field.Spec{Length: 999, Description: "Reserved Private (working keys)", Enc: encoding.Binary, Pref: bcdLen{3}}),
 		64: field.NewBinary(&field.Spec{Length: 8, Description: "Message Authentication Code", Enc: encoding.Binary, Pref: prefix.Binary.Fixed}),
 	},
 }
