@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jifu-open/jifu"
 )
@@ -139,138 +140,125 @@ type riskOutcome struct {
 	amount  int64
 }
 
-// errDeclined rolls the risk transaction back.
-var errDeclined = errors.New("declined by a risk rule")
-
 // applyRisk classifies the card and moves every counter the payment
-// touches in one transaction, with row locks in a fixed order so that
-// concurrent payments of one card or user serialize and never overshoot.
+// touches. Each counter moves only if it stays within its limit (one
+// statement, rows locked in a fixed order), so concurrent payments of one
+// card or user never overshoot; when one counter refuses, the ones that
+// moved are given back and the payment is declined naming the rule (under
+// contention this can decline a payment that would have fit a moment later:
+// the safe side). T0 counters that refuse only make the payment T1.
 func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked string, chip bool, m *merchant, t *terminal, amount int64, now time.Time, stan string) (riskOutcome, error) {
 	rs, err := s.rules(ctx)
 	if err != nil {
 		return riskOutcome{}, err
 	}
 	out := riskOutcome{amount: amount}
-	day := "D" + now.In(beijing).Format("2006-01-02")
-	month := "M" + now.In(beijing).Format("2006-01")
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var c cardFacts
-		err := tx.QueryRow(ctx, `INSERT INTO card_cards (card_token, pan_masked, chip) VALUES ($1, $2, $3)
-			ON CONFLICT (card_token) DO UPDATE SET chip = card_cards.chip OR EXCLUDED.chip
-			RETURNING kind, chip, bound, credit_verified, agent_class, cumulative, first_seen, last_error_at`, token, masked, chip).
+	var c cardFacts
+	load := func(q string, args ...any) error {
+		return s.pool.QueryRow(ctx, q, args...).
 			Scan(&c.kind, &c.chip, &c.bound, &c.creditOK, &c.agentClass, &c.cumulative, &c.firstSeen, &c.lastError)
-		if err != nil {
-			return err
-		}
-		cls := classify(rs.classes, c, now)
-		if cls == nil {
-			out.rule = "card_class:none"
-			return errDeclined
-		}
-		out.class = cls.Class
-		tl, ok := rs.types[t.typ]
-		if !ok {
-			out.rule = "terminal_type:" + t.typ + ":unknown"
-			return errDeclined
-		}
-		if amount > cls.PerTx {
-			out.rule = "card_class:" + cls.Class + ":per_tx"
-			return errDeclined
-		}
-		if amount > tl.perTx {
-			out.rule = "terminal_type:" + t.typ + ":per_tx"
-			return errDeclined
-		}
-		user := m.orgID + "/" + m.merchantID
-		cs := []counter{
-			{"card", token, day, cls.PerDay, "card_class:" + cls.Class + ":per_day"},
-			{"card", token, month, cls.PerMonth, "card_class:" + cls.Class + ":per_month"},
-			{"user", user + "/" + t.typ, day, tl.perDay, "terminal_type:" + t.typ + ":per_day"},
-			{"user", user + "/" + t.typ, month, tl.perMonth, "terminal_type:" + t.typ + ":per_month"},
-		}
-		if rule, err := bump(ctx, tx, cs, amount); err != nil || rule != "" {
-			if err == nil {
-				out.rule, err = rule, errDeclined
-			}
-			return err
-		}
-		out.applied = cs
-		// T0 eligibility: within the card class's and the user level's T0
-		// day limits; otherwise the payment settles T1 (not a decline).
-		t0 := []counter{
-			{"card_t0", token, day, cls.T0PerDay, "card_class:" + cls.Class + ":t0_per_day"},
-			{"user_t0", user, day, rs.levels[m.level], "user_level:" + m.level + ":t0_per_day"},
-		}
-		rule, err := bump(ctx, tx, t0, amount)
-		if err != nil {
-			return err
-		}
-		if rule != "" {
-			if err := unbump(ctx, tx, t0, amount); err != nil {
-				return err
-			}
-		} else {
-			out.t0 = true
-			out.applied = append(out.applied, t0...)
-		}
-		_, err = tx.Exec(ctx, `UPDATE card_payments SET card_class = $2, t0 = $3, card_token = $4, pan_masked = $5,
-			stan = $6, acq_tid = $7, acq_mid = $8, batch_no = $9 WHERE id = $1`,
-			paymentID, cls.Class, out.t0, token, masked, stan, t.acqTID, m.acqMID, s.opt.BatchNo)
-		return err
-	})
-	if errors.Is(err, errDeclined) {
+	}
+	const cols = `kind, chip, bound, credit_verified, agent_class, cumulative, first_seen, last_error_at`
+	err = load(`SELECT `+cols+` FROM card_cards WHERE card_token = $1`, token)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && chip && !c.chip {
+		err = load(`INSERT INTO card_cards (card_token, pan_masked, chip) VALUES ($1, $2, $3)
+			ON CONFLICT (card_token) DO UPDATE SET chip = card_cards.chip OR EXCLUDED.chip RETURNING `+cols, token, masked, chip)
+	}
+	if err != nil {
+		return out, dbErr(ctx, "load card", err)
+	}
+	cls := classify(rs.classes, c, now)
+	if cls == nil {
+		out.rule = "card_class:none"
 		return out, nil
 	}
+	out.class = cls.Class
+	tl, ok := rs.types[t.typ]
+	switch {
+	case !ok:
+		out.rule = "terminal_type:" + t.typ + ":unknown"
+		return out, nil
+	case amount > cls.PerTx:
+		out.rule = "card_class:" + cls.Class + ":per_tx"
+		return out, nil
+	case amount > tl.perTx:
+		out.rule = "terminal_type:" + t.typ + ":per_tx"
+		return out, nil
+	}
+	day := "D" + now.In(beijing).Format("2006-01-02")
+	month := "M" + now.In(beijing).Format("2006-01")
+	user := m.orgID + "/" + m.merchantID
+	main := []counter{
+		{"card", token, day, cls.PerDay, "card_class:" + cls.Class + ":per_day"},
+		{"card", token, month, cls.PerMonth, "card_class:" + cls.Class + ":per_month"},
+		{"user", user + "/" + t.typ, day, tl.perDay, "terminal_type:" + t.typ + ":per_day"},
+		{"user", user + "/" + t.typ, month, tl.perMonth, "terminal_type:" + t.typ + ":per_month"},
+	}
+	t0 := []counter{
+		{"card_t0", token, day, cls.T0PerDay, "card_class:" + cls.Class + ":t0_per_day"},
+		{"user_t0", user, day, rs.levels[m.level], "user_level:" + m.level + ":t0_per_day"},
+	}
+	all := append(append([]counter{}, main...), t0...)
+	sort.Slice(all, func(i, j int) bool { return all[i].key() < all[j].key() })
+	scopes, subjects, periods, caps := make([]string, len(all)), make([]string, len(all)), make([]string, len(all)), make([]int64, len(all))
+	for i, c := range all {
+		scopes[i], subjects[i], periods[i], caps[i] = c.scope, c.subject, c.period, c.limit
+	}
+	rows, err := s.pool.Query(ctx, `WITH moved AS (
+			INSERT INTO card_counters (scope, subject, period, amount, cap)
+			SELECT s, u, p, $4::bigint, l FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[]) WITH ORDINALITY AS x(s, u, p, l, n)
+			WHERE $4::bigint <= l ORDER BY n
+			ON CONFLICT (scope, subject, period) DO UPDATE SET amount = card_counters.amount + EXCLUDED.amount, cap = EXCLUDED.cap
+			WHERE card_counters.amount + EXCLUDED.amount <= EXCLUDED.cap
+			RETURNING scope, subject, period),
+		pay AS (
+			UPDATE card_payments SET card_class = $7, card_token = $8, pan_masked = $9, stan = $10, acq_tid = $11, acq_mid = $12,
+			batch_no = $13, t0 = ((SELECT count(*) FROM moved WHERE scope IN ('card_t0', 'user_t0')) = 2) WHERE id = $6)
+		SELECT scope, subject, period FROM moved`,
+		scopes, subjects, periods, amount, caps, paymentID, cls.Class, token, masked, stan, t.acqTID, m.acqMID, s.opt.BatchNo)
 	if err != nil {
 		return out, dbErr(ctx, "apply risk rules", err)
 	}
+	moved := map[string]bool{}
+	var sc, su, pe string
+	if _, err := pgx.ForEachRow(rows, []any{&sc, &su, &pe}, func() error {
+		moved[counter{scope: sc, subject: su, period: pe}.key()] = true
+		return nil
+	}); err != nil {
+		return out, dbErr(ctx, "apply risk rules", err)
+	}
+	var applied []counter
+	for _, c := range all {
+		if moved[c.key()] {
+			applied = append(applied, c)
+		}
+	}
+	for _, c := range main {
+		if !moved[c.key()] {
+			s.release(ctx, riskOutcome{applied: applied, amount: amount})
+			out.rule = c.rule
+			return out, nil
+		}
+	}
+	if !moved[t0[0].key()] || !moved[t0[1].key()] {
+		var back []counter
+		for _, c := range t0 {
+			if moved[c.key()] {
+				back = append(back, c)
+			}
+		}
+		s.release(ctx, riskOutcome{applied: back, amount: amount})
+		out.applied = main
+		return out, nil
+	}
+	out.t0 = true
+	out.applied = applied
 	return out, nil
 }
 
-// bump adds amount to every counter in one statement, taking the row
-// locks in a fixed order (so concurrent payments of one card or user
-// serialize without deadlocks), and returns the rule of the first counter
-// now over its limit.
-func bump(ctx context.Context, tx pgx.Tx, cs []counter, amount int64) (string, error) {
-	sort.Slice(cs, func(i, j int) bool {
-		a, b := cs[i], cs[j]
-		if a.scope != b.scope {
-			return a.scope < b.scope
-		}
-		if a.subject != b.subject {
-			return a.subject < b.subject
-		}
-		return a.period < b.period
-	})
-	scopes, subjects, periods := make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs))
-	for i, c := range cs {
-		scopes[i], subjects[i], periods[i] = c.scope, c.subject, c.period
-	}
-	rows, err := tx.Query(ctx, `INSERT INTO card_counters (scope, subject, period, amount)
-		SELECT s, u, p, $4::bigint FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(s, u, p, n) ORDER BY n
-		ON CONFLICT (scope, subject, period) DO UPDATE SET amount = card_counters.amount + EXCLUDED.amount
-		RETURNING scope, subject, period, amount`, scopes, subjects, periods, amount)
-	if err != nil {
-		return "", err
-	}
-	totals := map[[3]string]int64{}
-	var sc, su, pe string
-	var total int64
-	if _, err := pgx.ForEachRow(rows, []any{&sc, &su, &pe, &total}, func() error {
-		totals[[3]string{sc, su, pe}] = total
-		return nil
-	}); err != nil {
-		return "", err
-	}
-	for _, c := range cs {
-		if totals[[3]string{c.scope, c.subject, c.period}] > c.limit {
-			return c.rule, nil
-		}
-	}
-	return "", nil
-}
+func (c counter) key() string { return c.scope + "\x00" + c.subject + "\x00" + c.period }
 
-func unbump(ctx context.Context, tx pgx.Tx, cs []counter, amount int64) error {
+func unbump(ctx context.Context, tx *pgxpool.Pool, cs []counter, amount int64) error {
 	scopes, subjects, periods := make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs))
 	for i, c := range cs {
 		scopes[i], subjects[i], periods[i] = c.scope, c.subject, c.period
@@ -287,9 +275,7 @@ func (s *Service) release(ctx context.Context, rk riskOutcome) {
 	if len(rk.applied) == 0 {
 		return
 	}
-	err := pgx.BeginFunc(context.WithoutCancel(ctx), s.pool, func(tx pgx.Tx) error {
-		return unbump(ctx, tx, rk.applied, rk.amount)
-	})
+	err := unbump(context.WithoutCancel(ctx), s.pool, rk.applied, rk.amount)
 	if err != nil {
 		s.log.ErrorContext(ctx, "cardpay: releasing risk counters failed", "err", jifu.ErrorMessage(err))
 	}

@@ -47,7 +47,7 @@ type Service struct {
 	mu          sync.RWMutex
 	merchants   map[string]*merchant // org\x00merchant
 	terminals   map[string]*terminal // ksn prefix
-	bdks        map[string]dukpt.Key
+	ipeks       map[string]dukpt.Key // by KSN prefix, derived once from the BDK
 	cachedRules *rules
 }
 
@@ -81,7 +81,8 @@ func New(pool *pgxpool.Pool, masterKey []byte, acq Acquirer, opt Options) (*Serv
 		opt.BatchNo = "000001"
 	}
 	return &Service{pool: pool, vault: v, acq: acq, opt: opt, log: opt.Logger,
-		merchants: map[string]*merchant{}, terminals: map[string]*terminal{}, bdks: map[string]dukpt.Key{}}, nil
+		merchants: map[string]*merchant{}, terminals: map[string]*terminal{},
+		ipeks: map[string]dukpt.Key{}}, nil
 }
 
 // String never shows keys.
@@ -251,14 +252,12 @@ func (s *Service) merchant(ctx context.Context, org, id string) (*merchant, erro
 func (s *Service) terminal(ctx context.Context, prefix string) (*terminal, dukpt.Key, error) {
 	s.mu.RLock()
 	t := s.terminals[prefix]
-	var bdk dukpt.Key
-	if t != nil {
-		bdk = s.bdks[t.bdkID]
-	}
+	ipek := s.ipeks[prefix]
 	s.mu.RUnlock()
 	if t != nil {
-		return t, bdk, nil
+		return t, ipek, nil
 	}
+	var bdk dukpt.Key
 	t = &terminal{prefix: prefix}
 	var sealed []byte
 	var scheme string
@@ -266,24 +265,30 @@ func (s *Service) terminal(ctx context.Context, prefix string) (*terminal, dukpt
 		FROM card_terminals t JOIN card_bdks b ON b.id = t.bdk_id WHERE t.ksn_prefix = $1`, prefix).
 		Scan(&t.orgID, &t.merchantID, &t.typ, &t.bdkID, &t.acqTID, &t.phone, &t.active, &sealed, &scheme)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, bdk, nil
+		return nil, ipek, nil
 	}
 	if err != nil {
-		return nil, bdk, dbErr(ctx, "load terminal", err)
+		return nil, ipek, dbErr(ctx, "load terminal", err)
 	}
 	if scheme != "tdes" {
-		return nil, bdk, jifu.Errorf(jifu.CodeInvalid, "cardpay: terminal %s uses AES DUKPT, which the request path does not take yet", prefix)
+		return nil, ipek, jifu.Errorf(jifu.CodeInvalid, "cardpay: terminal %s uses AES DUKPT, which the request path does not take yet", prefix)
 	}
 	raw, err := s.vault.open("bdk:"+t.bdkID, sealed)
 	if err != nil {
-		return nil, bdk, err
+		return nil, ipek, err
 	}
 	copy(bdk[:], raw)
+	wipe(raw)
+	ksn, err := dukpt.ParseKSN(prefix)
+	if err != nil {
+		return nil, bdk, err
+	}
+	ipek = dukpt.IPEK(bdk, ksn)
 	s.mu.Lock()
 	s.terminals[prefix] = t
-	s.bdks[t.bdkID] = bdk
+	s.ipeks[prefix] = ipek
 	s.mu.Unlock()
-	return t, bdk, nil
+	return t, ipek, nil
 }
 
 // Authorize runs one card payment. Request-level problems (bad sign,
@@ -319,7 +324,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	if !ksn.ValidCounter() {
 		return Result{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: KSN counter is not a valid DUKPT counter")
 	}
-	t, bdk, err := s.terminal(ctx, ksn.Initial().String())
+	t, ipek, err := s.terminal(ctx, ksn.Initial().String())
 	if err != nil {
 		return Result{}, err
 	}
@@ -338,7 +343,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	res := Result{PaymentID: id, OrderID: req.OrderID, Params: req.Params}
 
 	// Decrypt and check the card. Declines from here on are recorded.
-	keys, err := dukpt.DeriveFromBDK(bdk, ksn)
+	keys, err := dukpt.Derive(ipek, ksn)
 	if err != nil {
 		return s.fail(ctx, res, "request:ksn", err)
 	}
@@ -494,61 +499,48 @@ func serviceCodeRule(c track.Card, chip bool) string {
 	return ""
 }
 
-var errRollback = errors.New("roll back")
-
 // claim inserts the pending payment and advances the terminal's KSN counter
-// in one transaction. It returns the stored result when this exact request
-// was seen before.
+// in one statement: the counter moves only when the order_id is free, and
+// the payment is inserted only when the counter moved. It returns the stored
+// result when this exact request was seen before. (Two requests racing with
+// one new order_id and different counters can both move the counter while
+// only one inserts: the counter only ever moves forward, as the reader's.)
 func (s *Service) claim(ctx context.Context, req *request.Request, t *terminal, ksn dukpt.KSN) (int64, *Result, error) {
-	var id int64
-	var prev *Result
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// One statement: advance the counter, then insert the order if the
-		// counter moved; the transaction undoes the counter when the order
-		// turns out to be taken.
-		var moved int
-		var pid *int64
-		err := tx.QueryRow(ctx, `WITH upd AS (
-				UPDATE card_terminals SET last_counter = $11 WHERE ksn_prefix = $10 AND last_counter < $11 RETURNING 1),
-			ins AS (
-				INSERT INTO card_payments (org_id, merchant_id, order_id, ksn, translog_no, terminal_type, amount, product_name, params, status)
-				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending' WHERE EXISTS (SELECT 1 FROM upd)
-				ON CONFLICT (org_id, merchant_id, order_id) DO NOTHING RETURNING id)
-			SELECT (SELECT count(*) FROM upd), (SELECT id FROM ins)`,
-			req.OrgID, req.MerchantID, req.OrderID, ksn.String(), req.TranslogNo, t.typ, req.Amount, req.ProductName, req.Params,
-			t.prefix, ksn.Counter()).Scan(&moved, &pid)
-		if err != nil {
-			return err
-		}
-		if pid != nil {
-			id = *pid
-			return nil
-		}
-		// Not inserted: the same request again, another request with this
-		// order_id, or a replayed counter.
-		r, same, err := loadResult(ctx, tx, req)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		switch {
-		case err == nil && same:
-			prev = &r
-			return errRollback
-		case err == nil:
-			return jifu.Errorf(jifu.CodeConflict, "cardpay: order_id %q was already used for another payment", req.OrderID)
-		}
-		return jifu.Errorf(jifu.CodeDenied, "cardpay: KSN counter replayed (at or below the last one seen for this reader)")
-	})
-	if errors.Is(err, errRollback) {
-		return 0, prev, nil
-	}
+	var moved int
+	var pid *int64
+	err := s.pool.QueryRow(ctx, `WITH dup AS (
+			SELECT 1 FROM card_payments WHERE org_id = $1 AND merchant_id = $2 AND order_id = $3),
+		upd AS (
+			UPDATE card_terminals SET last_counter = $11 WHERE ksn_prefix = $10 AND last_counter < $11
+			AND NOT EXISTS (SELECT 1 FROM dup) RETURNING 1),
+		ins AS (
+			INSERT INTO card_payments (org_id, merchant_id, order_id, ksn, translog_no, terminal_type, amount, product_name, params, status)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending' WHERE EXISTS (SELECT 1 FROM upd)
+			ON CONFLICT (org_id, merchant_id, order_id) DO NOTHING RETURNING id)
+		SELECT (SELECT count(*) FROM upd), (SELECT id FROM ins)`,
+		req.OrgID, req.MerchantID, req.OrderID, ksn.String(), req.TranslogNo, t.typ, req.Amount, req.ProductName, req.Params,
+		t.prefix, ksn.Counter()).Scan(&moved, &pid)
 	if err != nil {
 		return 0, nil, dbErr(ctx, "claim payment", err)
 	}
-	return id, prev, nil
+	if pid != nil {
+		return *pid, nil, nil
+	}
+	// Not inserted: the same request again, another request with this
+	// order_id, or a replayed counter.
+	r, same, err := loadResult(ctx, s.pool, req)
+	switch {
+	case err == nil && same:
+		return 0, &r, nil
+	case err == nil:
+		return 0, nil, jifu.Errorf(jifu.CodeConflict, "cardpay: order_id %q was already used for another payment", req.OrderID)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, nil, dbErr(ctx, "claim payment", err)
+	}
+	return 0, nil, jifu.Errorf(jifu.CodeDenied, "cardpay: KSN counter replayed (at or below the last one seen for this reader)")
 }
 
-func loadResult(ctx context.Context, tx pgx.Tx, req *request.Request) (Result, bool, error) {
+func loadResult(ctx context.Context, tx *pgxpool.Pool, req *request.Request) (Result, bool, error) {
 	var r Result
 	var ksn, translog string
 	var amount int64
@@ -565,7 +557,7 @@ func loadResult(ctx context.Context, tx pgx.Tx, req *request.Request) (Result, b
 func (s *Service) decline(ctx context.Context, res Result, rule, code string) (Result, error) {
 	res.Status, res.Rule, res.ResponseCode = StatusDeclined, rule, code
 	_, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE card_payments SET status = 'declined', rule = $2, response_code = $3,
-		pan_masked = $4, card_class = $5, rrn = $6, updated_at = now() WHERE id = $1`, res.PaymentID, rule, code, res.PANMasked, res.CardClass, res.RRN)
+		pan_masked = $4, card_class = $5, rrn = $6, t0 = false, updated_at = now() WHERE id = $1`, res.PaymentID, rule, code, res.PANMasked, res.CardClass, res.RRN)
 	if err != nil {
 		return res, dbErr(ctx, "record decline", err)
 	}

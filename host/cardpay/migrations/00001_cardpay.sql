@@ -110,12 +110,15 @@ CREATE TABLE card_cards (
     last_error_at   timestamptz
 );
 
--- Risk counters: scope (card, user, card_t0, user_t0), subject, period (Dyyyy-mm-dd, Myyyy-mm).
+-- Risk counters: scope (card, user, card_t0, user_t0), subject, period
+-- (Dyyyy-mm-dd, Myyyy-mm). cap is the limit the last write checked against:
+-- an increment happens only if the new amount stays within it.
 CREATE TABLE card_counters (
     scope   text   NOT NULL,
     subject text   NOT NULL,
     period  text   NOT NULL,
     amount  bigint NOT NULL,
+    cap     bigint NOT NULL,
     PRIMARY KEY (scope, subject, period)
 );
 
