@@ -58,7 +58,9 @@ func BenchmarkAuthorize(b *testing.B) {
 			res, err := e.svc.Authorize(e.ctx, req)
 			mine = append(mine, time.Since(t0))
 			if err != nil || !res.Approved() {
-				fails.Add(1)
+				if fails.Add(1) == 1 {
+					b.Logf("first failure: %+v %v", res, err)
+				}
 			}
 		}
 		mu.Lock()

@@ -121,7 +121,7 @@ func start(t testing.TB) (*env, error) {
 	}
 	go func() { _ = sim.Serve(context.Background()) }()
 	acq, err := acquirer.New(acquirer.Config{Addr: sim.Addr(), TMK: testTMK, TerminalID: "JIFU0001",
-		MerchantID: "898310048990001", PoolSize: 16, Timeout: 600 * time.Millisecond, Logger: log})
+		MerchantID: "898310048990001", PoolSize: 16, Timeout: 1500 * time.Millisecond, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -577,35 +577,36 @@ func (s *Service) fail(ctx context.Context, res Result, stage string, cause erro
 func (s *Service) approve(ctx context.Context, res Result, m *merchant, token string, amount int64, now time.Time) (Result, error) {
 	res.Status = StatusApproved
 	day := now.In(beijing).Format("2006-01-02")
-	// One statement: the payment and the card's cumulative volume together.
+	// The posting first (idempotent on its key), then one statement records
+	// the approval, whether it was posted, and the card's cumulative volume.
+	posted := s.post(ctx, Posting{Key: fmt.Sprintf("cardpay:payment:%d", res.PaymentID), PaymentID: res.PaymentID, OrgID: m.orgID,
+		MerchantID: m.merchantID, OrderID: res.OrderID, Amount: amount, RRN: res.RRN, At: now})
 	_, err := s.pool.Exec(context.WithoutCancel(ctx), `WITH p AS (
 			UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
-			pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, updated_at = now() WHERE id = $1
+			pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, posted = $11, updated_at = now() WHERE id = $1
 			RETURNING card_token)
 		UPDATE card_cards c SET cumulative = c.cumulative + $10 FROM p WHERE c.card_token = p.card_token`,
-		res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount)
+		res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount, posted)
 	if err != nil {
-		// Approved at the acquirer but not recorded: the daily reconciliation
-		// lists it (platform lacks the acquirer's RRN).
+		// Approved at the acquirer (and posted) but not recorded: the daily
+		// reconciliation lists it (the platform lacks the acquirer's RRN).
 		s.log.ErrorContext(ctx, "cardpay: recording an approval failed", "payment", res.PaymentID, "rrn", res.RRN, "err", err)
 		return res, dbErr(ctx, "record approval", err)
 	}
-	s.post(ctx, Posting{Key: fmt.Sprintf("cardpay:payment:%d", res.PaymentID), PaymentID: res.PaymentID, OrgID: m.orgID,
-		MerchantID: m.merchantID, OrderID: res.OrderID, Amount: amount, RRN: res.RRN, At: now})
 	return res, nil
 }
 
-func (s *Service) post(ctx context.Context, p Posting) {
+// post books the payment; false when there is no poster or it failed (the
+// payment then waits for RetryPostings).
+func (s *Service) post(ctx context.Context, p Posting) bool {
 	if s.opt.Poster == nil {
-		return
+		return false
 	}
 	if err := s.opt.Poster.PostPayment(ctx, p); err != nil {
 		s.log.WarnContext(ctx, "cardpay: posting deferred", "payment", p.PaymentID, "err", err)
-		return
+		return false
 	}
-	if _, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE card_payments SET posted = true WHERE id = $1`, p.PaymentID); err != nil {
-		s.log.WarnContext(ctx, "cardpay: marking posted failed", "payment", p.PaymentID, "err", err)
-	}
+	return true
 }
 
 // RetryPostings posts every approved payment not yet posted (for a
