@@ -29,6 +29,8 @@ type serveCmd struct {
 	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json)."`
 	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
+
+	Card cardFlags `embed:""`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
@@ -174,7 +176,12 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			return err
 		}
 	}
-	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev})
+	handler, closeCard, err := withCard(ctx, e, c.Card, p.db.URL, c.Seed,
+		web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev}))
+	if err != nil {
+		return err
+	}
+	defer closeCard()
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)

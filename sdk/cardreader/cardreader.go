@@ -88,6 +88,14 @@ func (r *Reader) nextKSN() (dukpt.KSN, uint32, error) {
 	}
 }
 
+// Counter is the KSN counter of the last request built (readers persist
+// it: a counter must never be used twice).
+func (r *Reader) Counter() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counter
+}
+
 // SetCounter moves the reader's counter (tests replaying or skipping).
 func (r *Reader) SetCounter(c uint32) {
 	r.mu.Lock()
