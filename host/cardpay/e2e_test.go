@@ -114,14 +114,16 @@ func start(t testing.TB) (*env, error) {
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rules := acquirersim.DefaultRules()
-	rules.SlowAmount[7777] = 2 * time.Second
+	// The client's timeout leaves room for a loaded machine (2.5 s); the slow
+	// answer comes later still.
+	rules.SlowAmount[7777] = 4 * time.Second
 	sim := acquirersim.New(pool, acquirersim.Config{TMK: testTMK, Rules: rules, Logger: log})
 	if err := sim.Listen("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
 	go func() { _ = sim.Serve(context.Background()) }()
 	acq, err := acquirer.New(acquirer.Config{Addr: sim.Addr(), TMK: testTMK, TerminalID: "JIFU0001",
-		MerchantID: "898310048990001", PoolSize: 16, Timeout: 1500 * time.Millisecond, Logger: log})
+		MerchantID: "898310048990001", PoolSize: 16, Timeout: 2500 * time.Millisecond, Logger: log})
 	if err != nil {
 		return nil, err
 	}

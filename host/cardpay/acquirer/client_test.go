@@ -28,7 +28,7 @@ func start(t *testing.T, timeout time.Duration) (*acquirersim.Sim, *acquirer.Cli
 		t.Fatal(err)
 	}
 	rules := acquirersim.DefaultRules()
-	rules.SlowAmount[7777] = 2 * time.Second
+	rules.SlowAmount[7777] = 3 * time.Second
 	sim := acquirersim.New(dbtest.Pool(t), acquirersim.Config{TMK: tmk, Rules: rules})
 	if err := sim.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func journalStatus(t *testing.T, stan string) string {
 }
 
 func TestPurchaseFlows(t *testing.T) {
-	sim, c := start(t, 700*time.Millisecond)
+	sim, c := start(t, 2*time.Second) // room for a loaded machine; the slow answer comes later
 	ctx := context.Background()
 	if err := c.SignOn(ctx); err != nil {
 		t.Fatal(err)
