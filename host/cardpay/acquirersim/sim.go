@@ -33,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -450,20 +451,18 @@ func ParseSettlement(r io.Reader) ([]SettlementLine, error) {
 	var net int64
 	for i, ln := range all[1 : len(all)-1] {
 		f := strings.Split(ln, ",")
-		var l SettlementLine
 		if len(f) != 8 {
 			return nil, jifu.Errorf(jifu.CodeInvalid, "acquirersim: settlement line %d has %d fields", i+2, len(f))
 		}
-		if _, err := fmt.Sscan(f[5], &l.Amount); err != nil {
-			return nil, jifu.Errorf(jifu.CodeInvalid, "acquirersim: settlement line %d: bad amount", i+2)
+		amount, err := strconv.ParseInt(f[5], 10, 64)
+		if err != nil || len(f[0]) != 12 || (f[4] != "purchase" && f[4] != "refund") {
+			return nil, jifu.Errorf(jifu.CodeInvalid, "acquirersim: settlement line %d is malformed", i+2)
 		}
-		l.RRN, l.TID, l.MID, l.STAN, l.Kind, l.PAN, l.AuthCode = f[0], f[1], f[2], f[3], f[4], f[6], f[7]
+		l := SettlementLine{RRN: f[0], TID: f[1], MID: f[2], STAN: f[3], Kind: f[4], Amount: amount, PAN: f[6], AuthCode: f[7]}
 		net += l.Amount
 		out = append(out, l)
 	}
-	var n int
-	var total int64
-	if _, err := fmt.Sscanf(all[len(all)-1], "TOTAL,%d,%d", &n, &total); err != nil || n != len(out) || total != net {
+	if all[len(all)-1] != fmt.Sprintf("TOTAL,%d,%d", len(out), net) {
 		return nil, jifu.Errorf(jifu.CodeInvalid, "acquirersim: settlement trailer does not match its lines")
 	}
 	return out, nil
