@@ -378,6 +378,42 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("approved %d declined %d", approved.Load(), declined.Load())
 		}
 	})
+	t.Run("card classes follow the rules", func(t *testing.T) {
+		r := e.merchant(t, cardpay.TerminalMPOS, 1)[0]
+		const other = "6217001234567890122" // a card no other test uses
+		payWith := func(order, tr string, ic []byte) cardpay.Result {
+			p := pay(order, 100)
+			p.Track2, p.ICData = tr, ic
+			res, err := e.svc.Authorize(e.ctx, build(t, r, p))
+			if err != nil || !res.Approved() {
+				t.Fatalf("%+v %v", res, err)
+			}
+			return res
+		}
+		if res := payWith("cls-1", other+"=30121011234567890", nil); res.CardClass != "磁条卡" {
+			t.Fatalf("class %q", res.CardClass)
+		}
+		// Chip data makes it an IC card.
+		if res := payWith("cls-2", other+"=30122011234567890", []byte{0x9F, 0x26, 0x02, 0x01, 0x02}); res.CardClass != "IC卡" {
+			t.Fatalf("class %q", res.CardClass)
+		}
+		// Credit-card verification comes first (紫卡); an agent-raised bound card is 红卡1.
+		if err := e.svc.SetCardFlags(e.ctx, other, cardpay.CardFlags{CreditVerified: true}); err != nil {
+			t.Fatal(err)
+		}
+		if res := payWith("cls-3", other+"=30121011234567890", nil); res.CardClass != "紫卡" {
+			t.Fatalf("class %q", res.CardClass)
+		}
+		if err := e.svc.SetCardFlags(e.ctx, other, cardpay.CardFlags{Bound: true, AgentClass: "红卡1"}); err != nil {
+			t.Fatal(err)
+		}
+		if res := payWith("cls-4", other+"=30121011234567890", nil); res.CardClass != "红卡1" {
+			t.Fatalf("class %q", res.CardClass)
+		}
+		if err := e.svc.SetCardFlags(e.ctx, "6217001234567890121", cardpay.CardFlags{}); jifu.ErrorCode(err) != jifu.CodeInvalid {
+			t.Fatalf("bad PAN: %v", err)
+		}
+	})
 	t.Run("risk tables are data", func(t *testing.T) {
 		if n := count(t, `SELECT count(*) FROM card_risk_classes WHERE class IN ('红卡1','红卡2','紫卡','IC卡','IC卡2')`); n != 5 {
 			t.Fatalf("%d seeded classes", n)

@@ -153,19 +153,9 @@ func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked 
 		return riskOutcome{}, err
 	}
 	out := riskOutcome{amount: amount}
-	var c cardFacts
-	load := func(q string, args ...any) error {
-		return s.pool.QueryRow(ctx, q, args...).
-			Scan(&c.kind, &c.chip, &c.bound, &c.creditOK, &c.agentClass, &c.cumulative, &c.firstSeen, &c.lastError)
-	}
-	const cols = `kind, chip, bound, credit_verified, agent_class, cumulative, first_seen, last_error_at`
-	err = load(`SELECT `+cols+` FROM card_cards WHERE card_token = $1`, token)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && chip && !c.chip {
-		err = load(`INSERT INTO card_cards (card_token, pan_masked, chip) VALUES ($1, $2, $3)
-			ON CONFLICT (card_token) DO UPDATE SET chip = card_cards.chip OR EXCLUDED.chip RETURNING `+cols, token, masked, chip)
-	}
+	c, err := s.cardFacts(ctx, token, masked, chip)
 	if err != nil {
-		return out, dbErr(ctx, "load card", err)
+		return out, err
 	}
 	cls := classify(rs.classes, c, now)
 	if cls == nil {
@@ -254,6 +244,57 @@ func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked 
 	out.t0 = true
 	out.applied = applied
 	return out, nil
+}
+
+// cardFactsTTL bounds how stale a card's cached facts may be: a class
+// upgrade (binding, cumulative volume) takes effect within it.
+const (
+	cardFactsTTL = 5 * time.Second
+	maxCardCache = 100000
+)
+
+type cachedCard struct {
+	facts cardFacts
+	at    time.Time
+}
+
+// cardFacts returns what the platform knows about the card, creating its
+// row on first sight and recording that it was read by its chip.
+func (s *Service) cardFacts(ctx context.Context, token, masked string, chip bool) (cardFacts, error) {
+	now := time.Now()
+	s.mu.RLock()
+	cc, ok := s.cards[token]
+	s.mu.RUnlock()
+	if ok && now.Sub(cc.at) < cardFactsTTL && (cc.facts.chip || !chip) {
+		return cc.facts, nil
+	}
+	var c cardFacts
+	load := func(q string, args ...any) error {
+		return s.pool.QueryRow(ctx, q, args...).
+			Scan(&c.kind, &c.chip, &c.bound, &c.creditOK, &c.agentClass, &c.cumulative, &c.firstSeen, &c.lastError)
+	}
+	const cols = `kind, chip, bound, credit_verified, agent_class, cumulative, first_seen, last_error_at`
+	err := load(`SELECT `+cols+` FROM card_cards WHERE card_token = $1`, token)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && chip && !c.chip {
+		err = load(`INSERT INTO card_cards (card_token, pan_masked, chip) VALUES ($1, $2, $3)
+			ON CONFLICT (card_token) DO UPDATE SET chip = card_cards.chip OR EXCLUDED.chip RETURNING `+cols, token, masked, chip)
+	}
+	if err != nil {
+		return c, dbErr(ctx, "load card", err)
+	}
+	s.mu.Lock()
+	if len(s.cards) >= maxCardCache {
+		clear(s.cards)
+	}
+	s.cards[token] = cachedCard{facts: c, at: now}
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *Service) forgetCard(token string) {
+	s.mu.Lock()
+	delete(s.cards, token)
+	s.mu.Unlock()
 }
 
 func (c counter) key() string { return c.scope + "\x00" + c.subject + "\x00" + c.period }

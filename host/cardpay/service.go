@@ -49,6 +49,7 @@ type Service struct {
 	terminals   map[string]*terminal // ksn prefix
 	ipeks       map[string]dukpt.Key // by KSN prefix, derived once from the BDK
 	cachedRules *rules
+	cards       map[string]cachedCard // by card token, see cardFactsTTL
 }
 
 type merchant struct {
@@ -82,7 +83,7 @@ func New(pool *pgxpool.Pool, masterKey []byte, acq Acquirer, opt Options) (*Serv
 	}
 	return &Service{pool: pool, vault: v, acq: acq, opt: opt, log: opt.Logger,
 		merchants: map[string]*merchant{}, terminals: map[string]*terminal{},
-		ipeks: map[string]dukpt.Key{}}, nil
+		ipeks: map[string]dukpt.Key{}, cards: map[string]cachedCard{}}, nil
 }
 
 // String never shows keys.
@@ -212,6 +213,7 @@ func (s *Service) SetCardFlags(ctx context.Context, cardPAN string, f CardFlags)
 	if err != nil {
 		return dbErr(ctx, "set card flags", err)
 	}
+	s.forgetCard(s.vault.token(cardPAN))
 	return nil
 }
 
