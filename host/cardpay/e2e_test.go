@@ -117,7 +117,13 @@ func start(t testing.TB) (*env, error) {
 	// The client's timeout leaves room for a loaded machine (2.5 s); the slow
 	// answer comes later still.
 	rules.SlowAmount[7777] = 4 * time.Second
-	sim := acquirersim.New(pool, acquirersim.Config{TMK: testTMK, Rules: rules, Logger: log})
+	// The simulator is another party with its own connections, as in
+	// production (there in its own database).
+	simPool, err := database.Open(ctx, dbtest.URL(t))
+	if err != nil {
+		return nil, err
+	}
+	sim := acquirersim.New(simPool, acquirersim.Config{TMK: testTMK, Rules: rules, Logger: log})
 	if err := sim.Listen("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
