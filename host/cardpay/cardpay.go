@@ -63,6 +63,8 @@ type Acquirer interface {
 	NextSTAN() string
 	TranslatePIN(ctx context.Context, readerKey dukpt.Key, block []byte, pan string) ([]byte, error)
 	Purchase(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error)
+	Void(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error)
+	Refund(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error)
 }
 
 // Poster receives the ledger postings of the card core; the money core
@@ -73,6 +75,8 @@ type Poster interface {
 	PostPayment(ctx context.Context, p Posting) error
 	// PostSettlement books a settlement batch: payout of Net, fee income Fee.
 	PostSettlement(ctx context.Context, b Batch) error
+	// PostRefund books an approved void or refund (the merchant owes it back).
+	PostRefund(ctx context.Context, r RefundPosting) error
 }
 
 // Posting is one approved payment as the ledger sees it.

@@ -90,6 +90,12 @@ func (p tablePoster) PostSettlement(ctx context.Context, b cardpay.Batch) error 
 	return err
 }
 
+func (p tablePoster) PostRefund(ctx context.Context, r cardpay.RefundPosting) error {
+	_, err := dbtest.Pool(p.t).Exec(ctx, `INSERT INTO test_card_postings (key, kind, org_id, merchant_id, amount)
+		VALUES ($1, 'refund', $2, $3, $4) ON CONFLICT (key) DO NOTHING`, r.Key, r.OrgID, r.MerchantID, -r.Amount)
+	return err
+}
+
 func setup(t testing.TB) *env {
 	t.Helper()
 	envOnce.Do(func() { shared, envErr = start(t) })
@@ -428,6 +434,64 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("%d user levels", n)
 		}
 	})
+}
+
+func TestRefundAndVoid(t *testing.T) {
+	e := setup(t)
+	r := e.merchant(t, cardpay.TerminalMPOS, 1)[0]
+	req := build(t, r, pay("rf-1", 20000))
+	if res, err := e.svc.Authorize(e.ctx, req); err != nil || !res.Approved() {
+		t.Fatal(res, err)
+	}
+	rr := cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-1", RefundID: "r1", Amount: 5000}
+	res, err := e.svc.Refund(e.ctx, rr)
+	if err != nil || res.Status != cardpay.StatusApproved || res.Kind != "refund" || res.RRN == "" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	again, err := e.svc.Refund(e.ctx, rr)
+	if err != nil || !again.Replayed || again.RRN != res.RRN {
+		t.Fatalf("replay %+v %v", again, err)
+	}
+	for name, c := range map[string]struct {
+		r    cardpay.RefundRequest
+		code string
+	}{
+		"over the payment":    {cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-1", RefundID: "r2", Amount: 15001}, jifu.CodeInvalid},
+		"refund_id reused":    {cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-1", RefundID: "r1", Amount: 1}, jifu.CodeConflict},
+		"unknown order":       {cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "nope", RefundID: "r3", Amount: 1}, jifu.CodeNotFound},
+		"declined payment":    {cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-declined", RefundID: "r4", Amount: 1}, jifu.CodeConflict},
+		"non-positive amount": {cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-1", RefundID: "r5", Amount: 0}, jifu.CodeInvalid},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "declined payment" {
+				if res, _ := e.svc.Authorize(e.ctx, build(t, r, pay("rf-declined", 4444))); res.Status != cardpay.StatusDeclined {
+					t.Fatal(res)
+				}
+			}
+			if _, err := e.svc.Refund(e.ctx, c.r); jifu.ErrorCode(err) != c.code {
+				t.Fatalf("err = %v, want %s", err, c.code)
+			}
+		})
+	}
+	// The rest, in full, the same day: still a refund (one was made);
+	// a fresh payment refunded in full the same day is a void.
+	if res, err := e.svc.Refund(e.ctx, cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-1", RefundID: "r6", Amount: 15000}); err != nil || res.Kind != "refund" || res.Status != cardpay.StatusApproved {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if res, err := e.svc.Authorize(e.ctx, build(t, r, pay("rf-2", 3000))); err != nil || !res.Approved() {
+		t.Fatal(res, err)
+	}
+	res, err = e.svc.Refund(e.ctx, cardpay.RefundRequest{OrgID: req.OrgID, MerchantID: req.MerchantID, OrderID: "rf-2", RefundID: "v1", Amount: 3000})
+	if err != nil || res.Kind != "void" || res.Status != cardpay.StatusApproved {
+		t.Fatalf("void %+v %v", res, err)
+	}
+	if count(t, `SELECT count(*) FROM card_payments WHERE order_id = 'rf-2' AND status = 'voided'`) != 1 ||
+		count(t, `SELECT count(*) FROM acqsim_journal j JOIN card_payments p ON p.rrn = j.rrn WHERE p.order_id = 'rf-2' AND j.status = 'voided'`) != 1 {
+		t.Fatal("void not recorded on both sides")
+	}
+	if count(t, `SELECT count(*) FROM test_card_postings WHERE kind = 'refund' AND merchant_id = $1`, req.MerchantID) != 3 {
+		t.Fatal("refund postings missing")
+	}
 }
 
 func TestSettleAndReconcile(t *testing.T) {

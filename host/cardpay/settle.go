@@ -131,7 +131,7 @@ func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Bat
 }
 
 // AcquirerLine is one line of the acquirer's settlement file (see
-// acquirersim.SettlementLine); only purchases are matched here.
+// acquirersim.SettlementLine): purchases positive, refunds negative.
 type AcquirerLine struct {
 	RRN    string
 	Kind   string
@@ -147,8 +147,9 @@ type Difference struct {
 	Kind     string // missing_at_acquirer, missing_on_platform, amount_mismatch
 }
 
-// Reconcile compares the day's approved payments with the acquirer's
-// settlement file and lists the differences (empty: the books agree).
+// Reconcile compares the day's approved payments and refunds with the
+// acquirer's settlement file, by RRN, and lists the differences (empty: the
+// books agree). Refunds count negative, as in the file.
 func (s *Service) Reconcile(ctx context.Context, day time.Time, file []AcquirerLine) ([]Difference, error) {
 	d := day.In(beijing).Format("2006-01-02")
 	rows, err := s.pool.Query(ctx, `SELECT rrn, order_id, amount FROM card_payments WHERE settle_date = $1 AND status = 'approved' ORDER BY id`, d)
@@ -170,10 +171,23 @@ func (s *Service) Reconcile(ctx context.Context, day time.Time, file []AcquirerL
 	}); err != nil {
 		return nil, dbErr(ctx, "reconcile", err)
 	}
+	// Refunds approved that day count negative, as in the acquirer's file.
+	rows, err = s.pool.Query(ctx, `SELECT r.rrn, p.order_id, -r.amount FROM card_refunds r JOIN card_payments p ON p.id = r.payment_id
+		WHERE r.kind = 'refund' AND r.status = 'approved' AND (r.updated_at AT TIME ZONE 'Asia/Shanghai')::date = $1 ORDER BY r.id`, d)
+	if err != nil {
+		return nil, dbErr(ctx, "reconcile", err)
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&rrn, &oid, &amt}, func() error {
+		mine[rrn] = ours{oid, amt}
+		order = append(order, rrn)
+		return nil
+	}); err != nil {
+		return nil, dbErr(ctx, "reconcile", err)
+	}
 	var diffs []Difference
 	seen := map[string]bool{}
 	for _, l := range file {
-		if l.Kind != "purchase" {
+		if l.Kind != "purchase" && l.Kind != "refund" {
 			continue
 		}
 		seen[l.RRN] = true

@@ -136,7 +136,7 @@ CREATE TABLE card_payments (
     card_token    text        NOT NULL DEFAULT '',
     pan_masked    text        NOT NULL DEFAULT '',
     card_class    text        NOT NULL DEFAULT '',
-    status        text        NOT NULL CHECK (status IN ('pending', 'approved', 'declined', 'reversed', 'reversal_pending', 'failed')),
+    status        text        NOT NULL CHECK (status IN ('pending', 'approved', 'declined', 'reversed', 'reversal_pending', 'failed', 'voided')),
     rule          text        NOT NULL DEFAULT '',
     response_code text        NOT NULL DEFAULT '',
     auth_code     text        NOT NULL DEFAULT '',
@@ -156,6 +156,25 @@ CREATE TABLE card_payments (
 CREATE INDEX card_payments_settle ON card_payments (settle_date, status) WHERE status = 'approved';
 CREATE INDEX card_payments_rrn ON card_payments (rrn) WHERE rrn <> '';
 
+-- Voids and refunds of approved payments; refund_id is the merchant's
+-- idempotency key.
+CREATE TABLE card_refunds (
+    id            bigserial   PRIMARY KEY,
+    payment_id    bigint      NOT NULL REFERENCES card_payments (id),
+    org_id        text        NOT NULL,
+    merchant_id   text        NOT NULL,
+    refund_id     text        NOT NULL,
+    kind          text        NOT NULL CHECK (kind IN ('void', 'refund')),
+    amount        bigint      NOT NULL CHECK (amount > 0),
+    status        text        NOT NULL CHECK (status IN ('pending', 'approved', 'declined', 'failed')),
+    response_code text        NOT NULL DEFAULT '',
+    rrn           text        NOT NULL DEFAULT '',
+    stan          text        NOT NULL DEFAULT '',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (org_id, merchant_id, refund_id)
+);
+
 -- Settlement batches to merchants (T0 the same day, T1 the next).
 CREATE TABLE card_settlements (
     id          bigserial   PRIMARY KEY,
@@ -174,6 +193,7 @@ CREATE TABLE card_settlements (
 
 -- +goose Down
 DROP TABLE card_settlements;
+DROP TABLE card_refunds;
 DROP TABLE card_payments;
 DROP TABLE card_counters;
 DROP TABLE card_cards;
