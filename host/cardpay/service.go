@@ -380,7 +380,8 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	}
 	token := s.vault.token(card.PAN)
 
-	// Risk rules: counters move inside one transaction or not at all.
+	// Risk rules: each counter moves within its limit, or none stays moved
+	// and the payment is declined naming the rule.
 	stan := s.acq.NextSTAN()
 	rk, err := s.applyRisk(ctx, id, token, res.PANMasked, chip, m, t, req.Amount, now, stan)
 	if err != nil {
