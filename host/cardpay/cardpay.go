@@ -65,6 +65,7 @@ type Acquirer interface {
 	Purchase(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error)
 	Void(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error)
 	Refund(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error)
+	Reverse(ctx context.Context, orig *iso8583.Message) error
 }
 
 // Poster receives the ledger postings of the card core; the money core

@@ -54,6 +54,7 @@ var (
 
 // env is one running card core: simulator, client, service, HTTP endpoint.
 type env struct {
+	master []byte
 	svc    *cardpay.Service
 	sim    *acquirersim.Sim
 	srv    *httptest.Server
@@ -148,7 +149,7 @@ func start(t testing.TB) (*env, error) {
 	if err := svc.RegisterBDK(ctx, "bdk-test", "tdes", testBDK); err != nil {
 		return nil, err
 	}
-	e := &env{svc: svc, sim: sim, logs: logs, ctx: ctx, srv: httptest.NewServer(svc.Handler(nil))}
+	e := &env{master: master, svc: svc, sim: sim, logs: logs, ctx: ctx, srv: httptest.NewServer(svc.Handler(nil))}
 	return e, nil
 }
 

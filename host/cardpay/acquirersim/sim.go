@@ -11,8 +11,9 @@
 // Behaviour:
 //   - 0800 sign-on: new PIN and MAC working keys (double-length), returned in
 //     field 62 encrypted under the terminal master key with 4-byte check values.
-//     The host is one front-end link to the acquirer: the keys of the last
-//     sign-on serve every terminal ID the link carries.
+//     The host is one front-end link to the acquirer: the keys of a sign-on
+//     serve every terminal ID the link carries; the last 4 sign-ons' keys
+//     stay valid (a rollover window), the answer uses the key that matched.
 //   - 0200 purchase (3 000000, 60.1 22), 0200 void (3 200000, 60.1 23, field 37
 //     the original RRN), 0220 refund (3 200000, 60.1 25, 37 the original RRN),
 //     0400 reversal (11 the original STAN): MAC checked (bad MAC: 39 "A0"),
@@ -91,14 +92,17 @@ type Sim struct {
 	cfg  Config
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	keys   workKeys // of the last sign-on: the link's working keys
-	signed bool
-	ln     net.Listener
-	wg     sync.WaitGroup
+	mu   sync.Mutex
+	keys []workKeys // of the last sign-ons, newest first (a rollover window)
+	ln   net.Listener
+	wg   sync.WaitGroup
 }
 
 type workKeys struct{ pik, mak dukpt.Key }
+
+// maxKeyGenerations is how many sign-ons' working keys stay valid: a link
+// whose peer signed on again keeps working while it rolls over.
+const maxKeyGenerations = 4
 
 // New returns a simulator journaling to pool (migrated with Migrations).
 func New(pool *pgxpool.Pool, cfg Config) *Sim {
@@ -194,19 +198,26 @@ func (s *Sim) Handle(ctx context.Context, b []byte) ([]byte, time.Duration, erro
 		return s.signOn(m)
 	}
 	s.mu.Lock()
-	wk, ok := s.keys, s.signed
+	gens := s.keys
 	s.mu.Unlock()
 	resp := &iso8583.Message{
 		MTI: respMTI(m.MTI), PAN: m.PAN, ProcessingCode: m.ProcessingCode, Amount: m.Amount, STAN: m.STAN,
 		Condition: m.Condition, TerminalID: m.TerminalID, MerchantID: m.MerchantID, Currency: m.Currency,
 		Field60: m.Field60, MAC: []byte{},
 	}
-	if !ok {
+	if len(gens) == 0 {
 		resp.ResponseCode, resp.MAC = "A7", nil // not signed on
 		out, err := iso8583.Pack(resp, nil)
 		return out, 0, err
 	}
-	if err := iso8583.VerifyMAC(b, wk.mak[:]); err != nil {
+	wk, ok := gens[0], false
+	for _, g := range gens {
+		if iso8583.VerifyMAC(b, g.mak[:]) == nil {
+			wk, ok = g, true
+			break
+		}
+	}
+	if !ok {
 		resp.ResponseCode = "A0"
 		out, err := iso8583.Pack(resp, wk.mak[:])
 		return out, 0, err
@@ -281,7 +292,7 @@ func (s *Sim) signOn(m *iso8583.Message) ([]byte, time.Duration, error) {
 		f62 = append(append(f62, enc...), CheckValue(k)...)
 	}
 	s.mu.Lock()
-	s.keys, s.signed = wk, true
+	s.keys = append([]workKeys{wk}, s.keys[:min(len(s.keys), maxKeyGenerations-1)]...)
 	s.mu.Unlock()
 	out, err := iso8583.Pack(&iso8583.Message{MTI: iso8583.MTISignOnResp, STAN: m.STAN, ResponseCode: "00",
 		TerminalID: m.TerminalID, MerchantID: m.MerchantID, Field60: m.Field60, Keys: f62}, nil)
