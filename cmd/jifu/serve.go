@@ -33,6 +33,8 @@ type serveCmd struct {
 	Plugins string `name:"plugins" type:"path" default:"build/apps" env:"JIFU_PLUGINS" help:"First-party apps to publish through the marketplace when seeding (DIR/<slug>/app.wasm + jifu.json)."`
 	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
+
+	Card cardFlags `embed:""`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
@@ -222,7 +224,11 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopCallbacks()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler := p.pay.routes(web.New(deps))
+	handler, closeCard, err := withCard(ctx, e, c.Card, p.db.URL, c.Seed, p.pay.routes(web.New(deps)))
+	if err != nil {
+		return err
+	}
+	defer closeCard()
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)

@@ -12,6 +12,7 @@ package schema
 
 import (
 	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/kvstore"
@@ -35,5 +36,6 @@ func Sets() []database.MigrationSet {
 		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 		notify.Migrations, marketplace.Migrations,
 		payment.Migrations,
+		cardpay.Migrations,
 	}
 }
