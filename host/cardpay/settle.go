@@ -58,7 +58,8 @@ func (s *Service) Slip(ctx context.Context, org, merchantID, orderID string) (Sl
 
 // Settle creates the day's settlement batches of the given mode, one per
 // merchant: T0 takes the day's approved payments marked T0, T1 every other
-// approved payment of the day. Fee = Gross × the merchant's fee_rate,
+// approved payment of the day, except payments bound to a payment intent
+// (their money goes to the intent's payee through the ledger). Fee = Gross × the merchant's fee_rate,
 // rounded half up to whole fen, per batch. Running it again for the same
 // day and mode adds nothing (a batch is unique per merchant, mode and day);
 // each batch is posted through the Poster.
@@ -71,7 +72,7 @@ func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Bat
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT p.org_id, p.merchant_id, count(*), sum(p.amount), m.fee_rate::text
 			FROM card_payments p JOIN card_merchants m USING (org_id, merchant_id)
-			WHERE p.settle_date = $1 AND p.status = 'approved' AND p.settlement_id IS NULL AND ($2 = 'T1' OR p.t0)
+			WHERE p.settle_date = $1 AND p.status = 'approved' AND p.settlement_id IS NULL AND p.intent_id IS NULL AND ($2 = 'T1' OR p.t0)
 			GROUP BY p.org_id, p.merchant_id, m.fee_rate ORDER BY 1, 2`, d, mode)
 		if err != nil {
 			return err
@@ -106,7 +107,7 @@ func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Bat
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE card_payments SET settlement_id = $1 WHERE settle_date = $2 AND status = 'approved'
-				AND settlement_id IS NULL AND org_id = $3 AND merchant_id = $4 AND ($5 = 'T1' OR t0)`, b.ID, d, b.OrgID, b.MerchantID, mode); err != nil {
+				AND settlement_id IS NULL AND intent_id IS NULL AND org_id = $3 AND merchant_id = $4 AND ($5 = 'T1' OR t0)`, b.ID, d, b.OrgID, b.MerchantID, mode); err != nil {
 				return err
 			}
 			b.Key = fmt.Sprintf("cardpay:settlement:%d", b.ID)
