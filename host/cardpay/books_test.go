@@ -28,6 +28,7 @@ type booksEnv struct {
 	org    string
 	mid    string
 	acqMID string
+	secret string
 }
 
 func newBooksEnv(t *testing.T, opt cardpay.Options, notifyURL string) *booksEnv {
@@ -51,6 +52,7 @@ func newBooksEnv(t *testing.T, opt cardpay.Options, notifyURL string) *booksEnv 
 	id := e.nextID.Add(1)
 	be := &booksEnv{env: e, svc: svc, books: b, ledger: l, org: "ORG2", mid: fmt.Sprintf("B%05d", id), acqMID: fmt.Sprintf("8983200%08d", id)}
 	secret := fmt.Sprintf("pay-secret-%016d", id)
+	be.secret = secret
 	if err := svc.RegisterMerchant(e.ctx, cardpay.Merchant{OrgID: be.org, MerchantID: be.mid, Name: "账本商户",
 		PaySecret: secret, AcquirerMID: be.acqMID, FeeRate: "0.006", NotifyURL: notifyURL}); err != nil {
 		t.Fatal(err)

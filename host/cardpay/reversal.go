@@ -16,7 +16,7 @@ import (
 // scheduler; it returns how many were reversed.
 func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 	rows, err := s.pool.Query(ctx, `SELECT p.id, p.org_id, p.merchant_id, p.stan, p.acq_tid, p.acq_mid, p.amount, p.batch_no,
-		p.card_token, p.terminal_type, p.card_class, p.t0, p.created_at
+		p.card_token, p.terminal_type, p.card_class, p.t0, p.created_at, p.order_id, p.params, p.pan_masked
 		FROM card_payments p WHERE p.status = 'reversal_pending' ORDER BY p.id LIMIT 1000`)
 	if err != nil {
 		return 0, dbErr(ctx, "list pending reversals", err)
@@ -27,10 +27,11 @@ func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 		amount                                                  int64
 		t0                                                      bool
 		at                                                      time.Time
+		order, params, masked                                   string
 	}
 	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pending, error) {
 		var p pending
-		err := r.Scan(&p.id, &p.org, &p.merchant, &p.stan, &p.tid, &p.mid, &p.amount, &p.batch, &p.token, &p.typ, &p.class, &p.t0, &p.at)
+		err := r.Scan(&p.id, &p.org, &p.merchant, &p.stan, &p.tid, &p.mid, &p.amount, &p.batch, &p.token, &p.typ, &p.class, &p.t0, &p.at, &p.order, &p.params, &p.masked)
 		return p, err
 	})
 	if err != nil {
@@ -44,11 +45,24 @@ func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 			s.log.WarnContext(ctx, "cardpay: reversal still not acknowledged", "payment", p.id, "err", err)
 			continue
 		}
-		tag, err := s.pool.Exec(ctx, `UPDATE card_payments SET status = 'reversed', updated_at = now() WHERE id = $1 AND status = 'reversal_pending'`, p.id)
+		m, err := s.merchant(ctx, p.org, p.merchant)
+		if err != nil {
+			return n, err
+		}
+		moved := false
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `UPDATE card_payments SET status = 'reversed', updated_at = now() WHERE id = $1 AND status = 'reversal_pending'`, p.id)
+			if err != nil || tag.RowsAffected() == 0 || m == nil {
+				return err
+			}
+			moved = true
+			return s.notify(ctx, tx, Result{PaymentID: p.id, OrderID: p.order, Status: StatusReversed, Rule: "acquirer:unknown_result",
+				PANMasked: p.masked, Params: p.params}, m, p.amount)
+		})
 		if err != nil {
 			return n, dbErr(ctx, "record reversal", err)
 		}
-		if tag.RowsAffected() == 0 {
+		if !moved {
 			continue
 		}
 		// The counters the payment moved: card and user day/month, and T0 when it was T0.

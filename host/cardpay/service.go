@@ -26,9 +26,12 @@ import (
 
 // Options tune the service.
 type Options struct {
-	Poster Poster       // ledger postings; nil: payments stay posted=false until one is set
-	Logger *slog.Logger // never receives card data
-	Now    func() time.Time
+	Poster Poster // ledger postings; nil: payments stay posted=false until one is set
+	// Notifier receives each payment's result (approved, declined,
+	// reversed) in the transaction that records it; nil: none.
+	Notifier Notifier
+	Logger   *slog.Logger // never receives card data
+	Now      func() time.Time
 	// TimestampWindow is how far a request's timestamp may be from now
 	// (either way); default 5 minutes.
 	TimestampWindow time.Duration
@@ -352,12 +355,12 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	ct, _ := hex.DecodeString(req.EnTracks)
 	plain, err := dukpt.DecryptCBC(keys.Data, ct)
 	if err != nil {
-		return s.decline(ctx, res, "card:tracks", "")
+		return s.decline(ctx, m, req.Amount, res, "card:tracks", "")
 	}
 	t2, t3, err := splitTracks(plain)
 	wipe(plain)
 	if err != nil {
-		return s.decline(ctx, res, "card:tracks", "")
+		return s.decline(ctx, m, req.Amount, res, "card:tracks", "")
 	}
 	defer t2.Wipe()
 	if t3 != nil {
@@ -366,17 +369,17 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	card := t2.Card()
 	res.PANMasked = pan.Mask(card.PAN)
 	if err := pan.Check(card.PAN); err != nil {
-		return s.decline(ctx, res, "card:luhn", "")
+		return s.decline(ctx, m, req.Amount, res, "card:luhn", "")
 	}
 	if t3 != nil && t3.PAN != card.PAN {
-		return s.decline(ctx, res, "card:track3_mismatch", "")
+		return s.decline(ctx, m, req.Amount, res, "card:track3_mismatch", "")
 	}
 	if card.Expired(now.In(beijing)) {
-		return s.decline(ctx, res, "card:expired", "")
+		return s.decline(ctx, m, req.Amount, res, "card:expired", "")
 	}
 	chip := req.ICData != ""
 	if rule := serviceCodeRule(card, chip); rule != "" {
-		return s.decline(ctx, res, rule, "")
+		return s.decline(ctx, m, req.Amount, res, rule, "")
 	}
 	token := s.vault.token(card.PAN)
 
@@ -389,7 +392,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	}
 	res.CardClass, res.T0 = rk.class, rk.t0
 	if rk.rule != "" {
-		return s.decline(ctx, res, rk.rule, "")
+		return s.decline(ctx, m, req.Amount, res, rk.rule, "")
 	}
 
 	// The acquirer.
@@ -412,7 +415,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 		if err != nil {
 			s.release(ctx, rk)
 			if jifu.ErrorCode(err) == jifu.CodeInvalid {
-				return s.decline(ctx, res, "card:pin_block", "")
+				return s.decline(ctx, m, req.Amount, res, "card:pin_block", "")
 			}
 			return s.fail(ctx, res, "acquirer", err)
 		}
@@ -429,8 +432,17 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 				s.release(ctx, rk)
 			}
 			res.Rule = "acquirer:unknown_result"
-			if _, dbe := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE card_payments SET status = $2, rule = $3, updated_at = now() WHERE id = $1`,
-				id, res.Status, res.Rule); dbe != nil {
+			bg := context.WithoutCancel(ctx)
+			if dbe := pgx.BeginFunc(bg, s.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(bg, `UPDATE card_payments SET status = $2, rule = $3, updated_at = now() WHERE id = $1`,
+					id, res.Status, res.Rule); err != nil {
+					return err
+				}
+				if res.Status != StatusReversed {
+					return nil // reversal_pending: RetryReversals notifies once reversed
+				}
+				return s.notify(bg, tx, res, m, req.Amount)
+			}); dbe != nil {
 				s.log.ErrorContext(ctx, "cardpay: recording a reversal failed", "payment", id, "err", dbe)
 			}
 			return res, err
@@ -441,7 +453,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	res.ResponseCode, res.RRN, res.AuthCode = resp.ResponseCode, resp.RRN, resp.AuthCode
 	if resp.ResponseCode != iso8583.ResponseApproved {
 		s.release(ctx, rk)
-		return s.decline(ctx, res, "acquirer:"+resp.ResponseCode, resp.ResponseCode)
+		return s.decline(ctx, m, req.Amount, res, "acquirer:"+resp.ResponseCode, resp.ResponseCode)
 	}
 	return s.approve(ctx, res, m, token, req.Amount, now)
 }
@@ -557,10 +569,16 @@ func loadResult(ctx context.Context, tx *pgxpool.Pool, req *request.Request) (Re
 	return r, ksn == strings.ToUpper(req.KSN) && translog == req.TranslogNo && amount == req.Amount, nil
 }
 
-func (s *Service) decline(ctx context.Context, res Result, rule, code string) (Result, error) {
+func (s *Service) decline(ctx context.Context, m *merchant, amount int64, res Result, rule, code string) (Result, error) {
 	res.Status, res.Rule, res.ResponseCode = StatusDeclined, rule, code
-	_, err := s.pool.Exec(context.WithoutCancel(ctx), `UPDATE card_payments SET status = 'declined', rule = $2, response_code = $3,
-		pan_masked = $4, card_class = $5, rrn = $6, t0 = false, updated_at = now() WHERE id = $1`, res.PaymentID, rule, code, res.PANMasked, res.CardClass, res.RRN)
+	bg := context.WithoutCancel(ctx)
+	err := pgx.BeginFunc(bg, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(bg, `UPDATE card_payments SET status = 'declined', rule = $2, response_code = $3,
+			pan_masked = $4, card_class = $5, rrn = $6, t0 = false, updated_at = now() WHERE id = $1`, res.PaymentID, rule, code, res.PANMasked, res.CardClass, res.RRN); err != nil {
+			return err
+		}
+		return s.notify(bg, tx, res, m, amount)
+	})
 	if err != nil {
 		return res, dbErr(ctx, "record decline", err)
 	}
@@ -584,12 +602,18 @@ func (s *Service) approve(ctx context.Context, res Result, m *merchant, token st
 	// the approval, whether it was posted, and the card's cumulative volume.
 	posted := s.post(ctx, Posting{Key: fmt.Sprintf("cardpay:payment:%d", res.PaymentID), PaymentID: res.PaymentID, OrgID: m.orgID,
 		MerchantID: m.merchantID, OrderID: res.OrderID, Amount: amount, RRN: res.RRN, At: now})
-	_, err := s.pool.Exec(context.WithoutCancel(ctx), `WITH p AS (
-			UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
-			pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, posted = $11, updated_at = now() WHERE id = $1
-			RETURNING card_token)
-		UPDATE card_cards c SET cumulative = c.cumulative + $10 FROM p WHERE c.card_token = p.card_token`,
-		res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount, posted)
+	bg := context.WithoutCancel(ctx)
+	err := pgx.BeginFunc(bg, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(bg, `WITH p AS (
+				UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
+				pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, posted = $11, updated_at = now() WHERE id = $1
+				RETURNING card_token)
+			UPDATE card_cards c SET cumulative = c.cumulative + $10 FROM p WHERE c.card_token = p.card_token`,
+			res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount, posted); err != nil {
+			return err
+		}
+		return s.notify(bg, tx, res, m, amount)
+	})
 	if err != nil {
 		// Approved at the acquirer (and posted) but not recorded: the daily
 		// reconciliation lists it (the platform lacks the acquirer's RRN).
