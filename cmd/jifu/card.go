@@ -15,9 +15,7 @@ import (
 
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/cardpay"
-	"github.com/jifu-open/jifu/host/cardpay/acquirer"
 	"github.com/jifu-open/jifu/host/cardpay/dukpt"
-	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/sdk/cardreader"
 )
 
@@ -39,47 +37,33 @@ type cardFlags struct {
 	AcquirerTMK  string `name:"acquirer-tmk" env:"JIFU_ACQ_TMK" default:"${dev_tmk}" help:"Terminal master key shared with the acquirer (32 hex digits)."`
 	AcquirerTID  string `name:"acquirer-tid" default:"JIFU0001" help:"The link's terminal ID at the acquirer (sign-on)."`
 	AcquirerMID  string `name:"acquirer-mid" default:"898310048990001" help:"The link's merchant ID at the acquirer (sign-on)."`
+	// The scheduled jobs (cardJobs).
+	AcquirerFiles string        `name:"acquirer-files" type:"path" help:"Folder of the acquirer's daily settlement files to reconcile (default DATA_DIR/acqsim, where acquirer-sim writes)."`
+	T0Cutoff      string        `name:"t0-cutoff" default:"22:00" help:"Beijing time (HH:MM) after which the day's T0 batches are made."`
+	CardJobsEvery time.Duration `name:"card-jobs-every" default:"1m" help:"How often the card core's jobs run (reversal and posting retries, settlement, reconciliation)."`
 }
 
 // withCard mounts the card core in front of h at /card/ (POST /card/pay,
-// GET /card/slip) when f names an acquirer; otherwise it returns h. The
-// returned func releases what it opened.
-func withCard(ctx context.Context, e *env, f cardFlags, dbURL string, seed bool, h http.Handler) (http.Handler, func(), error) {
-	if f.AcquirerAddr == "" {
+// GET /card/slip) when serve built one; otherwise it returns h. It seeds the
+// demo reader and starts the core's notifications and scheduled jobs; the
+// returned func stops them.
+func withCard(ctx context.Context, c *cardCore, every time.Duration, seed bool, h http.Handler) (http.Handler, func(), error) {
+	if c == nil {
 		return h, func() {}, nil
 	}
-	tmk, err := dukpt.ParseKey(f.AcquirerTMK)
-	if err != nil {
-		return nil, nil, jifu.Errorf(jifu.CodeInvalid, "--acquirer-tmk: %s", jifu.ErrorMessage(err))
-	}
-	key, err := masterKey(e)
-	if err != nil {
-		return nil, nil, err
-	}
-	pool, err := database.Open(ctx, dbURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	acq, err := acquirer.New(acquirer.Config{Addr: f.AcquirerAddr, TMK: tmk, TerminalID: f.AcquirerTID, MerchantID: f.AcquirerMID, Logger: e.log})
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	svc, err := cardpay.New(pool, key, acq, cardpay.Options{Logger: e.log})
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
 	if seed {
-		if err := seedCard(ctx, svc); err != nil {
-			pool.Close()
+		if err := seedCard(ctx, c.svc); err != nil {
 			return nil, nil, err
 		}
 	}
+	stop, err := c.start(ctx, every)
+	if err != nil {
+		return nil, nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/card/", http.StripPrefix("/card", svc.Handler(nil)))
+	mux.Handle("/card/", http.StripPrefix("/card", c.svc.Handler(nil)))
 	mux.Handle("/", h)
-	return mux, func() { acq.Close(); pool.Close() }, nil
+	return mux, stop, nil
 }
 
 // seedCard registers the demo BDK, merchant and reader (idempotent).

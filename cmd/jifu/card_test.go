@@ -61,7 +61,9 @@ func TestCardPaymentThroughCommands(t *testing.T) {
 	c.vars["ACQSIM_DATABASE_URL"] = dbtest.URL(t)
 	addr, stopSim := c.acquirerSim()
 	defer stopSim()
-	base, stop := c.serve("--acquirer-addr", addr)
+	// The card jobs tick fast and the T0 cut-off has passed: the day's T0
+	// batch is made (and booked) as soon as there is a T0 payment.
+	base, stop := c.serve("--acquirer-addr", addr, "--t0-cutoff", "00:00", "--card-jobs-every", "200ms")
 	defer stop()
 
 	code, out, errs := c.run("terminal", "pay", "--server", base, "--amount", "2345", "--order", "cmd-1")
@@ -75,6 +77,32 @@ func TestCardPaymentThroughCommands(t *testing.T) {
 	st, body := httpDo(t, "GET", base+"/card/slip?org_id=ORG1&merchant_id=M100&order_id=cmd-1", nil)
 	if st != 200 || !strings.Contains(body, res.RRN) || !strings.Contains(body, "RMB 23.45") {
 		t.Fatalf("slip %d %s", st, body)
+	}
+	// The approved payment is in the ledger (books: clearing → the
+	// merchant's card receivable), and the books are sound.
+	var posted int64
+	if err := dbtest.Pool(t).QueryRow(context.Background(), `SELECT coalesce(sum(amount), 0) FROM ledger_transfers
+		WHERE caller = 'cardpay' AND code = 'card.payment' AND metadata->>'rrn' = $1`, res.RRN).Scan(&posted); err != nil || posted != 2345 {
+		t.Fatalf("ledger posting of the payment: %d fen, %v", posted, err)
+	}
+	// The scheduled T0 settlement pays the merchant through the ledger.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := dbtest.Pool(t).QueryRow(context.Background(), `SELECT count(*) FROM ledger_transfers
+			WHERE caller = 'cardpay' AND code = 'card.settlement' AND metadata->>'mode' = 'T0'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no T0 settlement booked by the card jobs (%d)", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, out, errs := c.run("ledger", "check"); code != 0 {
+		t.Fatalf("ledger check: exit %d\n%s\n%s", code, out, errs)
 	}
 	// A declined amount exits non-zero with the rule in the answer.
 	if code, out, _ := c.run("terminal", "pay", "--server", base, "--amount", "5555"); code == 0 || !strings.Contains(out, "acquirer:05") {

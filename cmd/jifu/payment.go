@@ -32,11 +32,13 @@ type payments struct {
 
 // newPayments builds the payment service over pool. masterKey derives the
 // page's form-token key. apps resolves the apps events are delivered to.
-func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, apps *host.AppSet, dev bool, log *slog.Logger) (*payments, error) {
+// methods, when given, replace the default ones (balance, credit), as serve
+// does to add card.
+func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, apps *host.AppSet, dev bool, log *slog.Logger, methods ...payment.Method) (*payments, error) {
 	// Until host/outbox is plugged in, events go straight to the app's
 	// on_event once their transaction has committed (devEvents).
 	ev := &devEvents{pool: pool, apps: apps, log: log, ch: make(chan payment.Event, 1024)}
-	svc, err := payment.New(payment.Config{Pool: pool, Ledger: l, Events: ev, Logger: log})
+	svc, err := payment.New(payment.Config{Pool: pool, Ledger: l, Events: ev, Logger: log, Methods: methods})
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/web"
 )
@@ -54,11 +55,15 @@ type platform struct {
 	consents *marketplace.Consents
 	market   *marketplaceParts
 	ready    func(context.Context) error
+	// card is the card core (nil unless an acquirer is configured); its
+	// card method is offered by the payment capability.
+	card *cardCore
 }
 
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
-// migrates it, and builds the host with its stores.
-func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err error) {
+// migrates it, and builds the host with its stores, and the card core when
+// card names an acquirer.
+func startPlatform(ctx context.Context, e *env, dev bool, card cardFlags) (_ *platform, err error) {
 	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -85,7 +90,14 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	}
 	p.audit = audit.New(pool, e.log)
 	p.ledger = ledger.New(pool, ledger.WithLogger(e.log), ledger.WithMetrics(p.metrics))
-	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log); err != nil {
+	var methods []payment.Method
+	if p.card, err = newCardCore(ctx, e, card, p.db.URL); err != nil {
+		return nil, err
+	}
+	if p.card != nil {
+		methods = []payment.Method{payment.Balance{}, payment.Credit{}, p.card.method()}
+	}
+	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log, methods...); err != nil {
 		return nil, err
 	}
 	p.consents = marketplace.NewConsents(pool)
@@ -130,6 +142,7 @@ func (p *platform) Close() {
 	if p.audit != nil {
 		_ = p.audit.Close(ctx)
 	}
+	p.card.close()
 	if p.pool != nil {
 		p.pool.Close()
 	}
@@ -186,7 +199,7 @@ func seed(ctx context.Context, p *platform) error {
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
-	p, err := startPlatform(ctx, e, c.Dev)
+	p, err := startPlatform(ctx, e, c.Dev, c.Card)
 	if err != nil {
 		return err
 	}
@@ -224,7 +237,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopCallbacks()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler, closeCard, err := withCard(ctx, e, c.Card, p.db.URL, c.Seed, p.pay.routes(web.New(deps)))
+	handler, closeCard, err := withCard(ctx, p.card, c.Card.CardJobsEvery, c.Seed, p.pay.routes(web.New(deps)))
 	if err != nil {
 		return err
 	}
