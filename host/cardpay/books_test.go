@@ -2,7 +2,10 @@ package cardpay_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,5 +266,70 @@ func TestBooksLedger(t *testing.T) {
 			t.Fatalf("lookup %v", err)
 		}
 	})
+	be.check(t)
+}
+
+// flakyPoster fails every posting while down is set.
+type flakyPoster struct {
+	cardpay.Poster
+	down *atomic.Bool
+}
+
+var errPosterDown = errors.New("ledger unreachable")
+
+func (f flakyPoster) PostPayment(ctx context.Context, p cardpay.Posting) error {
+	if f.down.Load() {
+		return errPosterDown
+	}
+	return f.Poster.PostPayment(ctx, p)
+}
+
+func (f flakyPoster) PostSettlement(ctx context.Context, b cardpay.Batch) error {
+	if f.down.Load() {
+		return errPosterDown
+	}
+	return f.Poster.PostSettlement(ctx, b)
+}
+
+func (f flakyPoster) PostRefund(ctx context.Context, r cardpay.RefundPosting) error {
+	if f.down.Load() {
+		return errPosterDown
+	}
+	return f.Poster.PostRefund(ctx, r)
+}
+
+// TestRetryPostings: while the ledger is unreachable the payment, the
+// refund and the settlement batch are recorded unposted; RetryPostings
+// books each exactly once afterwards.
+func TestRetryPostings(t *testing.T) {
+	down := &atomic.Bool{}
+	l := ledger.New(dbtest.Pool(t))
+	be := newBooksEnv(t, cardpay.Options{Poster: flakyPoster{Poster: books.New(l), down: down}}, "")
+	ctx := be.ctx
+	down.Store(true)
+	if res := be.pay(t, "rp-1", 1000); !res.Approved() {
+		t.Fatal(res)
+	}
+	if res, err := be.svc.Refund(ctx, cardpay.RefundRequest{OrgID: be.org, MerchantID: be.mid, OrderID: "rp-1", RefundID: "rp-r", Amount: 300}); err != nil || res.Status != cardpay.StatusApproved {
+		t.Fatal(res, err)
+	}
+	if _, err := be.svc.Settle(ctx, time.Now(), cardpay.T1); !errors.Is(err, errPosterDown) {
+		t.Fatalf("settle with the ledger down: %v", err)
+	}
+	if got := be.receivable(t); got != 0 {
+		t.Fatalf("receivable %d while the ledger was down", got)
+	}
+	down.Store(false)
+	n, err := be.svc.RetryPostings(ctx)
+	if err != nil || n < 3 {
+		t.Fatalf("retried %d: %v", n, err)
+	}
+	// +1000 payment, −300 refund, −1000 batch (fee 6, net 994).
+	if got := be.receivable(t); got != -300 {
+		t.Fatalf("receivable %d, want -300", got)
+	}
+	if n, err := be.svc.RetryPostings(ctx); err != nil || n != 0 {
+		t.Fatalf("second retry posted %d: %v", n, err)
+	}
 	be.check(t)
 }

@@ -160,7 +160,9 @@ func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, er
 	if res.Status == StatusApproved && s.opt.Poster != nil {
 		if err := s.opt.Poster.PostRefund(ctx, RefundPosting{Key: fmt.Sprintf("cardpay:refund:%d", res.ID), RefundID: res.ID,
 			PaymentID: p.id, OrgID: r.OrgID, MerchantID: r.MerchantID, Kind: res.Kind, Amount: r.Amount, At: s.opt.Now()}); err != nil {
-			s.log.WarnContext(ctx, "cardpay: refund posting failed", "refund", res.ID, "err", err)
+			s.log.WarnContext(ctx, "cardpay: refund posting deferred", "refund", res.ID, "err", err)
+		} else if _, err := s.pool.Exec(bg, `UPDATE card_refunds SET posted = true WHERE id = $1`, res.ID); err != nil {
+			s.log.WarnContext(ctx, "cardpay: marking a refund posted failed (RetryPostings replays it)", "refund", res.ID, "err", err)
 		}
 	}
 	return res, nil

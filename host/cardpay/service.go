@@ -636,9 +636,20 @@ func (s *Service) post(ctx context.Context, p Posting) bool {
 	return true
 }
 
-// RetryPostings posts every approved payment not yet posted (for a
-// scheduler); it returns how many were posted.
+// RetryPostings posts every approved payment, settlement batch and
+// approved void or refund not yet posted (for a scheduler; postings are
+// idempotent on their keys, so one that did go through replays); it
+// returns how many were posted.
 func (s *Service) RetryPostings(ctx context.Context) (int, error) {
+	n, err := s.retryPaymentPostings(ctx)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.retryOtherPostings(ctx)
+	return n + m, err
+}
+
+func (s *Service) retryPaymentPostings(ctx context.Context) (int, error) {
 	if s.opt.Poster == nil {
 		return 0, jifu.Errorf(jifu.CodeUnavailable, "cardpay: no poster configured")
 	}
