@@ -174,7 +174,8 @@ func TestBooksLedger(t *testing.T) {
 		t.Fatalf("same key, other amount: %v", err)
 	}
 
-	// T1 settlement: the approved payments (gross 55050); fee 330.3 → 330.
+	// T1 settlement: the approved payments (gross 55050) less the refund
+	// (5000); fee 50050 × 0.006 = 300.3 → 300 (half up, per batch).
 	today := time.Now()
 	batches, err := be.svc.Settle(ctx, today, cardpay.T1)
 	if err != nil {
@@ -186,21 +187,20 @@ func TestBooksLedger(t *testing.T) {
 			mine = &batches[i]
 		}
 	}
-	if mine == nil || mine.Gross != 55050 || mine.Fee != 330 || mine.Net != 54720 {
+	if mine == nil || mine.Gross != 55050 || mine.Refunds != 5000 || mine.Fee != 300 || mine.Net != 49750 {
 		t.Fatalf("batch %+v", mine)
 	}
 	fee, err := be.ledger.Lookup(ctx, books.Caller, mine.Key+"/fee")
-	if err != nil || fee.Amount != 330 || fee.Code != books.CodeFee {
+	if err != nil || fee.Amount != 300 || fee.Code != books.CodeFee {
 		t.Fatalf("fee transfer %+v %v", fee, err)
 	}
 	net, err := be.ledger.Lookup(ctx, books.Caller, mine.Key+"/net")
-	if err != nil || net.Amount != 54720 || net.Code != books.CodeSettlement {
+	if err != nil || net.Amount != 49750 || net.Code != books.CodeSettlement {
 		t.Fatalf("payout transfer %+v %v", net, err)
 	}
-	// The refund was booked before the batch, which pays gross payments:
-	// the merchant now owes the refund back.
-	if got := be.receivable(t); got != -5000 {
-		t.Fatalf("receivable after settlement %d, want -5000", got)
+	// The batch paid what the receivable showed: it is back to zero.
+	if got := be.receivable(t); got != 0 {
+		t.Fatalf("receivable after settlement %d, want 0", got)
 	}
 	// Settling again, or posting the batch again, adds nothing.
 	if again, err := be.svc.Settle(ctx, today, cardpay.T1); err != nil || len(again) != 0 {
@@ -209,7 +209,7 @@ func TestBooksLedger(t *testing.T) {
 	if err := be.books.PostSettlement(ctx, *mine); err != nil {
 		t.Fatal(err)
 	}
-	if got := be.receivable(t); got != -5000 {
+	if got := be.receivable(t); got != 0 {
 		t.Fatalf("re-posting the batch moved money: %d", got)
 	}
 	be.check(t)
@@ -258,7 +258,7 @@ func TestBooksLedger(t *testing.T) {
 	})
 
 	t.Run("inconsistent batch refused, nothing written", func(t *testing.T) {
-		bad := cardpay.Batch{Key: "cardpay:settlement:bad", OrgID: be.org, MerchantID: be.mid, Gross: 100, Fee: 10, Net: 80}
+		bad := cardpay.Batch{Key: "cardpay:settlement:bad", OrgID: be.org, MerchantID: be.mid, Gross: 100, Refunds: 10, Fee: 10, Net: 90}
 		if err := be.books.PostSettlement(ctx, bad); jifu.ErrorCode(err) != jifu.CodeInvalid {
 			t.Fatalf("err %v", err)
 		}
@@ -324,12 +324,25 @@ func TestRetryPostings(t *testing.T) {
 	if err != nil || n < 3 {
 		t.Fatalf("retried %d: %v", n, err)
 	}
-	// +1000 payment, −300 refund, −1000 batch (fee 6, net 994).
-	if got := be.receivable(t); got != -300 {
-		t.Fatalf("receivable %d, want -300", got)
+	// +1000 payment, −300 refund, −700 batch (refund netted; fee 4.2 → 4, net 696).
+	if got := be.receivable(t); got != 0 {
+		t.Fatalf("receivable %d, want 0", got)
+	}
+	if _, err := be.ledger.Lookup(ctx, books.Caller, fmt.Sprintf("cardpay:refund:%d", refundID(t, be, "rp-r"))); err != nil {
+		t.Fatalf("refund posting: %v", err)
 	}
 	if n, err := be.svc.RetryPostings(ctx); err != nil || n != 0 {
 		t.Fatalf("second retry posted %d: %v", n, err)
 	}
 	be.check(t)
+}
+
+func refundID(t *testing.T, be *booksEnv, refund string) int64 {
+	t.Helper()
+	var id int64
+	if err := dbtest.Pool(t).QueryRow(be.ctx, `SELECT id FROM card_refunds WHERE org_id = $1 AND merchant_id = $2 AND refund_id = $3`,
+		be.org, be.mid, refund).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

@@ -101,9 +101,10 @@ type Batch struct {
 	Mode       string // T0 or T1
 	Day        time.Time
 	Count      int
-	Gross      int64 // fen
-	Fee        int64 // fen: round half up of Gross × fee_rate, per batch
-	Net        int64
+	Gross      int64 // fen: the payments
+	Refunds    int64 // fen: the merchant's approved refunds netted here (never more than Gross)
+	Fee        int64 // fen: round half up of (Gross − Refunds) × fee_rate, per batch
+	Net        int64 // Gross − Refunds − Fee: paid out
 }
 
 // Result is the outcome of Authorize. Declines are results, not errors.

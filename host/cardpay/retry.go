@@ -10,14 +10,14 @@ import (
 // retryOtherPostings posts the settlement batches and the approved voids
 // and refunds whose posting failed earlier.
 func (s *Service) retryOtherPostings(ctx context.Context) (int, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, org_id, merchant_id, mode, settle_date, count, gross, fee, net
+	rows, err := s.pool.Query(ctx, `SELECT id, org_id, merchant_id, mode, settle_date, count, gross, refunds, fee, net
 		FROM card_settlements WHERE NOT posted ORDER BY id LIMIT 1000`)
 	if err != nil {
 		return 0, dbErr(ctx, "list unposted batches", err)
 	}
 	bs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Batch, error) {
 		var b Batch
-		err := r.Scan(&b.ID, &b.OrgID, &b.MerchantID, &b.Mode, &b.Day, &b.Count, &b.Gross, &b.Fee, &b.Net)
+		err := r.Scan(&b.ID, &b.OrgID, &b.MerchantID, &b.Mode, &b.Day, &b.Count, &b.Gross, &b.Refunds, &b.Fee, &b.Net)
 		b.Key = fmt.Sprintf("cardpay:settlement:%d", b.ID)
 		return b, err
 	})

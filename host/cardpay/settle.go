@@ -59,8 +59,12 @@ func (s *Service) Slip(ctx context.Context, org, merchantID, orderID string) (Sl
 // Settle creates the day's settlement batches of the given mode, one per
 // merchant: T0 takes the day's approved payments marked T0, T1 every other
 // approved payment of the day, except payments bound to a payment intent
-// (their money goes to the intent's payee through the ledger). Fee = Gross × the merchant's fee_rate,
-// rounded half up to whole fen, per batch. Running it again for the same
+// (their money goes to the intent's payee through the ledger). The
+// merchant's approved refunds (not voids: a voided payment is not settled)
+// of that day or before that no batch has netted yet are netted when they
+// are less than the payments (else they wait for a later batch). Fee =
+// (Gross − Refunds) × the merchant's fee_rate, rounded half up to whole fen,
+// per batch; Net = Gross − Refunds − Fee. Running it again for the same
 // day and mode adds nothing (a batch is unique per merchant, mode and day);
 // each batch is posted through the Poster.
 func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Batch, error) {
@@ -95,11 +99,21 @@ func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Bat
 			if err != nil {
 				return jifu.Errorf(jifu.CodeInternal, "cardpay: fee rate %q: %w", a.rate, err)
 			}
-			b.Fee = decimal.NewFromInt(b.Gross).Mul(rate).Round(0).IntPart() // half away from zero = half up for positives
-			b.Net, b.Mode, b.Day = b.Gross-b.Fee, mode, day
-			err = tx.QueryRow(ctx, `INSERT INTO card_settlements (org_id, merchant_id, mode, settle_date, count, gross, fee, net)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id`,
-				b.OrgID, b.MerchantID, mode, d, b.Count, b.Gross, b.Fee, b.Net).Scan(&b.ID)
+			refundIDs, refunds, err := unsettledRefunds(ctx, tx, b.OrgID, b.MerchantID, d)
+			if err != nil {
+				return err
+			}
+			if refunds < b.Gross { // otherwise they wait for a bigger batch
+				b.Refunds = refunds
+			} else {
+				refundIDs = nil
+			}
+			sales := b.Gross - b.Refunds
+			b.Fee = decimal.NewFromInt(sales).Mul(rate).Round(0).IntPart() // half away from zero = half up for positives
+			b.Net, b.Mode, b.Day = sales-b.Fee, mode, day
+			err = tx.QueryRow(ctx, `INSERT INTO card_settlements (org_id, merchant_id, mode, settle_date, count, gross, refunds, fee, net)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id`,
+				b.OrgID, b.MerchantID, mode, d, b.Count, b.Gross, b.Refunds, b.Fee, b.Net).Scan(&b.ID)
 			if errors.Is(err, pgx.ErrNoRows) {
 				continue // already settled
 			}
@@ -108,6 +122,9 @@ func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Bat
 			}
 			if _, err := tx.Exec(ctx, `UPDATE card_payments SET settlement_id = $1 WHERE settle_date = $2 AND status = 'approved'
 				AND settlement_id IS NULL AND intent_id IS NULL AND org_id = $3 AND merchant_id = $4 AND ($5 = 'T1' OR t0)`, b.ID, d, b.OrgID, b.MerchantID, mode); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE card_refunds SET settlement_id = $1 WHERE id = ANY($2)`, b.ID, refundIDs); err != nil {
 				return err
 			}
 			b.Key = fmt.Sprintf("cardpay:settlement:%d", b.ID)
@@ -206,4 +223,28 @@ func (s *Service) Reconcile(ctx context.Context, day time.Time, file []AcquirerL
 		}
 	}
 	return diffs, nil
+}
+
+// unsettledRefunds locks and returns the merchant's approved refunds of day
+// d or before that no batch has netted, leaving out refunds of payments
+// bound to a payment intent (the payee paid those back).
+func unsettledRefunds(ctx context.Context, tx pgx.Tx, org, merchant, d string) ([]int64, int64, error) {
+	rows, err := tx.Query(ctx, `SELECT r.id, r.amount FROM card_refunds r JOIN card_payments p ON p.id = r.payment_id
+		WHERE r.org_id = $1 AND r.merchant_id = $2 AND r.kind = 'refund' AND r.status = 'approved' AND r.settlement_id IS NULL
+		AND p.intent_id IS NULL AND (r.updated_at AT TIME ZONE 'Asia/Shanghai')::date <= $3::date
+		ORDER BY r.id FOR UPDATE OF r`, org, merchant, d)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ids []int64
+	var sum int64
+	var id, amt int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &amt}, func() error {
+		ids = append(ids, id)
+		sum += amt
+		return nil
+	}); err != nil {
+		return nil, 0, err
+	}
+	return ids, sum, nil
 }

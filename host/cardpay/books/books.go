@@ -16,12 +16,14 @@
 //	settlement batch     receivable → fees         Fee              key cardpay:settlement:<id>/fee  } one Submit:
 //	                     receivable → payout       Net              key cardpay:settlement:<id>/net  } all or none
 //
-// Fees are booked per settlement batch, as the card core computes them:
-// Fee = Gross × the merchant's fee_rate (shopspring/decimal), rounded half up
-// to whole fen per batch; Net = Gross − Fee. So a merchant's receivable shows
-// the gross it is owed until its batch pays it. A refund after settlement
-// takes the receivable below zero: the merchant owes it back (the account has
-// no overdraft flag on purpose).
+// Fees are booked per settlement batch, as the card core computes them: a
+// batch nets the merchant's refunds not settled yet (which the receivable
+// already shows), Fee = (Gross − Refunds) × the merchant's fee_rate
+// (shopspring/decimal), rounded half up to whole fen per batch; Net = Gross −
+// Refunds − Fee. So a merchant's receivable shows what it is owed until its
+// batch pays it, and returns to zero. Refunds larger than a day's payments
+// wait for a later batch; meanwhile the receivable is below zero: the
+// merchant owes them (the account has no overdraft flag on purpose).
 //
 //	l := ledger.New(pool)
 //	b := books.New(l)
@@ -123,8 +125,8 @@ func (b *Books) PostRefund(ctx context.Context, r cardpay.RefundPosting) error {
 // PostSettlement implements cardpay.Poster: the batch's fee to fee income
 // and its net to the payout bank, in one atomic Submit.
 func (b *Books) PostSettlement(ctx context.Context, s cardpay.Batch) error {
-	if s.Fee < 0 || s.Net < 0 || s.Fee+s.Net != s.Gross {
-		return jifu.Errorf(jifu.CodeInvalid, "books: batch %s: fee %d + net %d is not gross %d", s.Key, s.Fee, s.Net, s.Gross)
+	if s.Fee < 0 || s.Net < 0 || s.Refunds < 0 || s.Fee+s.Net != s.Gross-s.Refunds {
+		return jifu.Errorf(jifu.CodeInvalid, "books: batch %s: fee %d + net %d is not gross %d less refunds %d", s.Key, s.Fee, s.Net, s.Gross, s.Refunds)
 	}
 	recv, err := b.account(ctx, ReceivableSpec(s.OrgID, s.MerchantID))
 	if err != nil {
@@ -139,7 +141,7 @@ func (b *Books) PostSettlement(ctx context.Context, s cardpay.Batch) error {
 		return err
 	}
 	meta := map[string]string{"batch": strconv.FormatInt(s.ID, 10), "mode": s.Mode, "day": s.Day.Format("2006-01-02"),
-		"count": strconv.Itoa(s.Count)}
+		"count": strconv.Itoa(s.Count), "refunds": strconv.FormatInt(s.Refunds, 10)}
 	var ts []ledger.Transfer
 	if s.Fee > 0 {
 		ts = append(ts, ledger.Transfer{ID: s.Key + "/fee", Debit: recv, Credit: fees, Amount: s.Fee, Code: CodeFee, Metadata: meta})
