@@ -20,10 +20,13 @@ import (
 	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/cardpay/acquirer"
 	"github.com/jifu-open/jifu/host/cardpay/acquirersim"
+	"github.com/jifu-open/jifu/host/cardpay/books"
 	"github.com/jifu-open/jifu/host/cardpay/dukpt"
 	"github.com/jifu-open/jifu/host/cardpay/request"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/database/dbtest"
+	"github.com/jifu-open/jifu/host/ledger"
+	"github.com/jifu-open/jifu/host/outbox"
 	"github.com/jifu-open/jifu/sdk/cardreader"
 )
 
@@ -69,34 +72,6 @@ var (
 	envErr  error
 )
 
-// postings is the table-backed Poster of the tests: a real PostgreSQL table
-// with the idempotency key as primary key.
-type postings struct {
-	db interface {
-		Exec(context.Context, string, ...any) (any, error)
-	}
-}
-
-type tablePoster struct{ t testing.TB }
-
-func (p tablePoster) PostPayment(ctx context.Context, x cardpay.Posting) error {
-	_, err := dbtest.Pool(p.t).Exec(ctx, `INSERT INTO test_card_postings (key, kind, org_id, merchant_id, amount)
-		VALUES ($1, 'payment', $2, $3, $4) ON CONFLICT (key) DO NOTHING`, x.Key, x.OrgID, x.MerchantID, x.Amount)
-	return err
-}
-
-func (p tablePoster) PostSettlement(ctx context.Context, b cardpay.Batch) error {
-	_, err := dbtest.Pool(p.t).Exec(ctx, `INSERT INTO test_card_postings (key, kind, org_id, merchant_id, amount, fee)
-		VALUES ($1, 'settlement', $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING`, b.Key, b.OrgID, b.MerchantID, b.Net, b.Fee)
-	return err
-}
-
-func (p tablePoster) PostRefund(ctx context.Context, r cardpay.RefundPosting) error {
-	_, err := dbtest.Pool(p.t).Exec(ctx, `INSERT INTO test_card_postings (key, kind, org_id, merchant_id, amount)
-		VALUES ($1, 'refund', $2, $3, $4) ON CONFLICT (key) DO NOTHING`, r.Key, r.OrgID, r.MerchantID, -r.Amount)
-	return err
-}
-
 func setup(t testing.TB) *env {
 	t.Helper()
 	envOnce.Do(func() { shared, envErr = start(t) })
@@ -114,10 +89,6 @@ func start(t testing.TB) (*env, error) {
 		return nil, err
 	}
 	pool := dbtest.Pool(t)
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS test_card_postings (key text PRIMARY KEY, kind text NOT NULL,
-		org_id text NOT NULL, merchant_id text NOT NULL, amount bigint NOT NULL, fee bigint NOT NULL DEFAULT 0)`); err != nil {
-		return nil, err
-	}
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rules := acquirersim.DefaultRules()
@@ -142,7 +113,18 @@ func start(t testing.TB) (*env, error) {
 	}
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
-	svc, err := cardpay.New(pool, master, acq, cardpay.Options{Poster: tablePoster{t}, Logger: log})
+	// As serve runs it: the ledger as the Poster, each result's merchant
+	// notification enqueued in its transaction (not delivered here: the
+	// outbox is not started; TestMerchantNotification delivers).
+	sink, err := cardpay.NewNotifySink(pool, master, nil)
+	if err != nil {
+		return nil, err
+	}
+	ob, err := outbox.New(outbox.Config{Pool: pool, Queue: cardpay.NotifyQueue, Sinks: map[string]outbox.Sink{cardpay.NotifySinkName: sink}, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := cardpay.New(pool, master, acq, cardpay.Options{Poster: books.New(ledger.New(pool)), Notifier: cardpay.OutboxNotifier{Outbox: ob}, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +224,8 @@ func TestEndToEnd(t *testing.T) {
 		if count(t, `SELECT count(*) FROM acqsim_journal WHERE rrn = $1 AND status = 'approved'`, res.RRN) != 1 {
 			t.Fatal("acquirer has no approved journal row")
 		}
-		if count(t, `SELECT count(*) FROM test_card_postings WHERE kind = 'payment' AND amount = 12345 AND merchant_id = $1`, req.MerchantID) != 1 {
+		if count(t, `SELECT count(*) FROM ledger_transfers t JOIN ledger_accounts a ON a.id = t.credit_id
+			WHERE t.caller = 'cardpay' AND t.code = 'card.payment' AND t.amount = 12345 AND a.owner_id = $1`, req.OrgID+"/"+req.MerchantID) != 1 {
 			t.Fatal("no ledger posting")
 		}
 		// The same request again: the stored result, nothing new.
@@ -252,6 +235,11 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if count(t, `SELECT count(*) FROM acqsim_journal WHERE kind = 'purchase' AND tid = $1`, slip.TerminalNo) != 1 {
 			t.Fatal("replayed request reached the acquirer")
+		}
+		// One notification for the order, whatever the replays.
+		if count(t, `SELECT count(*) FROM outbox_events WHERE type = 'card.payment.approved' AND payload->>'order_id' = 'ord-approve'
+			AND payload->>'merchant_id' = $1 AND payload->>'params' = 'cup=1&size=L'`, req.MerchantID) != 1 {
+			t.Fatal("not exactly one notification for the order")
 		}
 	})
 	t.Run("decline by the acquirer", func(t *testing.T) {
@@ -490,7 +478,8 @@ func TestRefundAndVoid(t *testing.T) {
 		count(t, `SELECT count(*) FROM acqsim_journal j JOIN card_payments p ON p.rrn = j.rrn WHERE p.order_id = 'rf-2' AND j.status = 'voided'`) != 1 {
 		t.Fatal("void not recorded on both sides")
 	}
-	if count(t, `SELECT count(*) FROM test_card_postings WHERE kind = 'refund' AND merchant_id = $1`, req.MerchantID) != 3 {
+	if count(t, `SELECT count(*) FROM ledger_transfers t JOIN ledger_accounts a ON a.id = t.debit_id
+		WHERE t.caller = 'cardpay' AND t.code = 'card.refund' AND a.owner_id = $1`, req.OrgID+"/"+req.MerchantID) != 3 {
 		t.Fatal("refund postings missing")
 	}
 }

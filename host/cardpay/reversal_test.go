@@ -10,8 +10,10 @@ import (
 
 	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/cardpay/acquirer"
+	"github.com/jifu-open/jifu/host/cardpay/books"
 	"github.com/jifu-open/jifu/host/cardpay/iso8583"
 	"github.com/jifu-open/jifu/host/database/dbtest"
+	"github.com/jifu-open/jifu/host/ledger"
 )
 
 // proxy relays frames to the simulator, and while refuseReversals is set it
@@ -77,7 +79,7 @@ func TestReversalRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer acq.Close()
-	svc, err := cardpay.New(dbtest.Pool(t), e.master, acq, cardpay.Options{Poster: tablePoster{t}})
+	svc, err := cardpay.New(dbtest.Pool(t), e.master, acq, cardpay.Options{Poster: books.New(ledger.New(dbtest.Pool(t)))})
 	if err != nil {
 		t.Fatal(err)
 	}
