@@ -6,14 +6,21 @@
 // the masked PAN only, and serves the sale slip (签购单), settlement batches
 // and reconciliation against the acquirer's file.
 //
-//	svc, err := cardpay.New(pool, masterKey, acq, cardpay.Options{Poster: ledger})
+//	svc, err := cardpay.New(pool, masterKey, acq, cardpay.Options{Poster: books.New(ledger),
+//		Notifier: cardpay.OutboxNotifier{Outbox: ob}}) // ob: an outbox whose sink is a NotifySink
 //	res, err := svc.Authorize(ctx, req)      // req from request.Decode
 //	slip, err := svc.Slip(ctx, org, merchant, order)
 //	batches, err := svc.Settle(ctx, day, cardpay.T1)
 //	diffs, err := svc.Reconcile(ctx, day, acquirerFileLines)
 //
+// Each result (approved, declined, reversed) is handed to the Notifier in
+// the transaction that records it; NotifySink delivers it to the merchant's
+// notify_url as a signed callback.
+//
 // Subpackages: dukpt, pinblock, mac, tlv, track, pan, iso8583, request (the
-// primitives), acquirer (the client), acquirersim (the local acquirer).
+// primitives), acquirer (the client), acquirersim (the local acquirer),
+// books (the Poster over host/ledger and the ledger's reconciliation),
+// cardmethod (the card method of the payment capability).
 // Nothing in this tree logs or stores a full PAN, a track, a PIN block or a
 // CVV; see docs/CARDPAY.md.
 package cardpay
