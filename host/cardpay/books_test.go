@@ -346,3 +346,39 @@ func refundID(t *testing.T, be *booksEnv, refund string) int64 {
 	}
 	return id
 }
+
+// TestSettleRefundsWait: refunds as large as the day's payments are not
+// netted (the batch would pay nothing or less); they wait, unsettled, and
+// the receivable shows what the merchant owes.
+func TestSettleRefundsWait(t *testing.T) {
+	be := newBooksEnv(t, cardpay.Options{}, "")
+	ctx := be.ctx
+	be.pay(t, "rw-1", 1000)
+	for i, amt := range []int64{400, 600} {
+		res, err := be.svc.Refund(ctx, cardpay.RefundRequest{OrgID: be.org, MerchantID: be.mid, OrderID: "rw-1", RefundID: fmt.Sprintf("rw-r%d", i), Amount: amt})
+		if err != nil || res.Kind != "refund" || res.Status != cardpay.StatusApproved {
+			t.Fatal(res, err)
+		}
+	}
+	batches, err := be.svc.Settle(ctx, time.Now(), cardpay.T1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine *cardpay.Batch
+	for i := range batches {
+		if batches[i].MerchantID == be.mid {
+			mine = &batches[i]
+		}
+	}
+	// 1000 × 0.006 = 6 fen fee; the 1000 fen of refunds wait.
+	if mine == nil || mine.Gross != 1000 || mine.Refunds != 0 || mine.Fee != 6 || mine.Net != 994 {
+		t.Fatalf("batch %+v", mine)
+	}
+	if n := count(t, `SELECT count(*) FROM card_refunds WHERE org_id = $1 AND merchant_id = $2 AND settlement_id IS NULL`, be.org, be.mid); n != 2 {
+		t.Fatalf("%d refunds left unsettled, want 2", n)
+	}
+	if got := be.receivable(t); got != -1000 {
+		t.Fatalf("receivable %d, want -1000 (owed by the merchant)", got)
+	}
+	be.check(t)
+}
