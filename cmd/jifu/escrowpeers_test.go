@@ -22,7 +22,7 @@ func startTestPlatform(t *testing.T, c *cmdEnv) *platform {
 	ctx := context.Background()
 	e := &env{getenv: c.getenv, stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler),
 		cli: &cli{DataDir: c.dataDir, Interrupt: "yield"}}
-	p, err := startPlatform(ctx, e, false)
+	p, err := startPlatform(ctx, e, false, cardFlags{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@
 //	jifu migrate up|status
 //	jifu app init|build|check|run        # the developer CLI
 //	jifu dev test -- go test ./...       # run a command against a private test cluster
+//	jifu acquirer-sim                    # the local card acquirer (ISO 8583 over TCP)
 package main
 
 import (
@@ -43,6 +44,9 @@ type cli struct {
 	Dev     devCmd     `cmd:"" help:"Commands for working on the platform itself."`
 	Ledger  ledgerCmd  `cmd:"" help:"The host ledger: check invariants, daily report."`
 	Escrow  escrowCmd  `cmd:"" help:"Escrow custody records: check them against the books."`
+
+	AcquirerSim acquirerSimCmd `cmd:"" name:"acquirer-sim" help:"Run the local card acquirer (ISO 8583 over TCP) with its journal and settlement files."`
+	Terminal    terminalCmd    `cmd:"" help:"Demo card reader commands."`
 }
 
 // env is what every command receives: the process's environment and output.
@@ -68,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exited = code }),
 		kong.UsageOnError(),
-		kong.Vars{"default_addr": ":8080"},
+		kong.Vars{"default_addr": ":8080", "dev_tmk": devTMK},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "jifu:", err)

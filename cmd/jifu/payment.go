@@ -27,9 +27,10 @@ type payments struct {
 
 // newPayments builds the payment service over pool. masterKey derives the
 // page's form-token key. ev receives the outcomes inside their transactions
-// (paymentEvents: the platform outbox).
-func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev payment.Events, dev bool, log *slog.Logger) (*payments, error) {
-	svc, err := payment.New(payment.Config{Pool: pool, Ledger: l, Events: ev, Logger: log})
+// (paymentEvents: the platform outbox). methods, when given, replace the
+// default ones (balance, credit), as serve does to add card.
+func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev payment.Events, dev bool, log *slog.Logger, methods ...payment.Method) (*payments, error) {
+	svc, err := payment.New(payment.Config{Pool: pool, Ledger: l, Events: ev, Logger: log, Methods: methods})
 	if err != nil {
 		return nil, err
 	}

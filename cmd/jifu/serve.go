@@ -25,6 +25,7 @@ import (
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/outbox"
+	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/web"
 )
@@ -35,6 +36,8 @@ type serveCmd struct {
 	Plugins string `name:"plugins" type:"path" default:"build/apps" env:"JIFU_PLUGINS" help:"First-party apps to publish through the marketplace when seeding (DIR/<slug>/app.wasm + jifu.json)."`
 	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
+
+	Card cardFlags `embed:""`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
@@ -57,11 +60,15 @@ type platform struct {
 	consents *marketplace.Consents
 	market   *marketplaceParts
 	ready    func(context.Context) error
+	// card is the card core (nil unless an acquirer is configured); its
+	// card method is offered by the payment capability.
+	card *cardCore
 }
 
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
-// migrates it, and builds the host with its stores.
-func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err error) {
+// migrates it, and builds the host with its stores, and the card core when
+// card names an acquirer.
+func startPlatform(ctx context.Context, e *env, dev bool, card cardFlags) (_ *platform, err error) {
 	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry(), link: &marketLink{}}
 	defer func() {
 		if err != nil {
@@ -91,7 +98,14 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	if p.outbox, err = newEventsOutbox(e, p); err != nil {
 		return nil, err
 	}
-	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, dev, e.log); err != nil {
+	var methods []payment.Method
+	if p.card, err = newCardCore(ctx, e, card, p.db.URL); err != nil {
+		return nil, err
+	}
+	if p.card != nil {
+		methods = []payment.Method{payment.Balance{}, payment.Credit{}, p.card.method()}
+	}
+	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, dev, e.log, methods...); err != nil {
 		return nil, err
 	}
 	p.escrow = newEscrow(pool, p.ledger, e.log, marketEscrowPeers(p.link))
@@ -138,6 +152,7 @@ func (p *platform) Close() {
 	if p.audit != nil {
 		_ = p.audit.Close(ctx)
 	}
+	p.card.close()
 	if p.pool != nil {
 		p.pool.Close()
 	}
@@ -194,7 +209,7 @@ func seed(ctx context.Context, p *platform) error {
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
-	p, err := startPlatform(ctx, e, c.Dev)
+	p, err := startPlatform(ctx, e, c.Dev, c.Card)
 	if err != nil {
 		return err
 	}
@@ -238,7 +253,11 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopOpenAPI()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler := openAPI(p.pay.routes(web.New(deps)))
+	handler, closeCard, err := withCard(ctx, p.card, c.Card.CardJobsEvery, c.Seed, openAPI(p.pay.routes(web.New(deps))))
+	if err != nil {
+		return err
+	}
+	defer closeCard()
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)

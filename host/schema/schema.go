@@ -12,6 +12,7 @@ package schema
 
 import (
 	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/escrow"
@@ -39,5 +40,6 @@ func Sets() []database.MigrationSet {
 		payment.Migrations,
 		escrow.Migrations,
 		openapi.Migrations,
+		cardpay.Migrations,
 	}
 }

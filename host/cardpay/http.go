@@ -1,0 +1,115 @@
+package cardpay
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+
+	"github.com/jifu-open/jifu"
+	"github.com/jifu-open/jifu/host/cardpay/request"
+)
+
+// HTTPResult is the JSON answer of the payment endpoint.
+type HTTPResult struct {
+	OrderID      string `json:"order_id"`
+	Status       string `json:"status"`
+	Rule         string `json:"rule,omitempty"`
+	ResponseCode string `json:"response_code,omitempty"`
+	AuthCode     string `json:"auth_code,omitempty"`
+	RRN          string `json:"rrn,omitempty"`
+	PAN          string `json:"pan,omitempty"` // masked
+	Params       string `json:"params,omitempty"`
+	Error        *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// Handler serves the reader-facing endpoints:
+//
+//	POST /pay                                  the request body of package request
+//	GET  /slip?org_id=&merchant_id=&order_id=  the sale slip (签购单)
+//
+// writeErr renders errors (the web package's mapping of codes to statuses
+// when mounted there); nil uses a minimal JSON rendering.
+func (s *Service) Handler(writeErr func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	if writeErr == nil {
+		writeErr = defaultWriteErr
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /pay", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, request.MaxBody+1))
+		if err != nil {
+			writeErr(w, r, jifu.Errorf(jifu.CodeInvalid, "cardpay: cannot read the body"))
+			return
+		}
+		req, err := request.Decode(body)
+		if err != nil {
+			writeErr(w, r, err)
+			return
+		}
+		res, err := s.Authorize(r.Context(), req)
+		if err != nil && res.PaymentID == 0 {
+			writeErr(w, r, err)
+			return
+		}
+		out := HTTPResult{OrderID: res.OrderID, Status: res.Status, Rule: res.Rule, ResponseCode: res.ResponseCode,
+			AuthCode: res.AuthCode, RRN: res.RRN, PAN: res.PANMasked, Params: res.Params}
+		st := http.StatusOK
+		if err != nil {
+			out.Error = &struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			}{jifu.ErrorCode(err), jifu.ErrorMessage(err)}
+			st = statusOf(jifu.ErrorCode(err))
+		}
+		writeJSON(w, st, out)
+	})
+	mux.HandleFunc("GET /slip", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		sl, err := s.Slip(r.Context(), q.Get("org_id"), q.Get("merchant_id"), q.Get("order_id"))
+		if err != nil {
+			writeErr(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, sl)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, st int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(st)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func statusOf(code string) int {
+	switch code {
+	case jifu.CodeInvalid:
+		return http.StatusBadRequest
+	case jifu.CodeNotFound:
+		return http.StatusNotFound
+	case jifu.CodeConflict:
+		return http.StatusConflict
+	case jifu.CodeDenied:
+		return http.StatusForbidden
+	case jifu.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case jifu.CodeTimeout:
+		return http.StatusGatewayTimeout
+	case jifu.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func defaultWriteErr(w http.ResponseWriter, _ *http.Request, err error) {
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = jifu.ErrorCode(err), jifu.ErrorMessage(err)
+	writeJSON(w, statusOf(body.Error.Code), body)
+}

@@ -1,0 +1,168 @@
+// Package cardreader is the Go card-reader SDK: it plays the reader's part
+// of a card-present payment and builds the signed request the platform's
+// card core accepts (see host/cardpay/request and docs/CARDPAY.md).
+//
+// A reader holds its DUKPT initial key (injected at the factory from the
+// base derivation key) and its key serial number; each payment advances the
+// KSN counter, encrypts the tracks with the transaction's data key
+// (TDES-CBC, IV zero) and the PIN block (ISO 9564 format 0) with its PIN
+// key, and signs the request with the merchant's pay_secret.
+//
+//	r, err := cardreader.New(cardreader.Config{OrgID: "ORG1", MerchantID: "M100",
+//		PaySecret: secret, IPEK: ipek, KSN: initialKSN})
+//	req, err := r.Build(cardreader.Payment{OrderID: "A-1", Amount: 12345,
+//		ProductName: "咖啡", Track2: t2, PIN: "1234"})
+//	body := req.Encode() // POST to the card endpoint
+package cardreader
+
+import (
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jifu-open/jifu"
+	"github.com/jifu-open/jifu/host/cardpay/dukpt"
+	"github.com/jifu-open/jifu/host/cardpay/pinblock"
+	"github.com/jifu-open/jifu/host/cardpay/request"
+	"github.com/jifu-open/jifu/host/cardpay/track"
+)
+
+// Config is one reader bound to one merchant.
+type Config struct {
+	OrgID      string
+	MerchantID string
+	PaySecret  string
+	IPEK       dukpt.Key // the reader's initial key
+	KSN        dukpt.KSN // initial KSN; its counter is where the reader starts
+	Now        func() time.Time
+}
+
+// Reader builds requests. It is safe for concurrent use; each Build uses
+// the next valid KSN counter.
+type Reader struct {
+	cfg      Config
+	mu       sync.Mutex
+	counter  uint32
+	translog uint32
+}
+
+// New returns a reader; the first Build uses the counter after cfg.KSN's.
+func New(cfg Config) (*Reader, error) {
+	if cfg.OrgID == "" || cfg.MerchantID == "" || cfg.PaySecret == "" {
+		return nil, jifu.Errorf(jifu.CodeInvalid, "cardreader: org, merchant and pay_secret are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Reader{cfg: cfg, counter: cfg.KSN.Counter()}, nil
+}
+
+// Payment is what the merchant app and the card give the reader.
+type Payment struct {
+	OrderID     string
+	Amount      int64 // fen
+	ProductName string
+	Params      string
+	Track2      string // as read from the stripe (or the chip's track 2 equivalent)
+	Track3      string // optional
+	PIN         string // optional: empty means no PIN entered
+	ICData      []byte // optional BER-TLV chip data (field 55 content)
+}
+
+// nextKSN advances to the next counter with at most 10 one bits (X9.24-1).
+func (r *Reader) nextKSN() (dukpt.KSN, uint32, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		r.counter++
+		if r.counter > dukpt.CounterMask {
+			return dukpt.KSN{}, 0, jifu.Errorf(jifu.CodeLimit, "cardreader: KSN counter exhausted; the reader needs a new key")
+		}
+		k := r.cfg.KSN.WithCounter(r.counter)
+		if k.ValidCounter() {
+			r.translog = r.translog%999999 + 1
+			return k, r.translog, nil
+		}
+	}
+}
+
+// Counter is the KSN counter of the last request built (readers persist
+// it: a counter must never be used twice).
+func (r *Reader) Counter() uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counter
+}
+
+// SetCounter moves the reader's counter (tests replaying or skipping).
+func (r *Reader) SetCounter(c uint32) {
+	r.mu.Lock()
+	r.counter = c
+	r.mu.Unlock()
+}
+
+// Build encrypts the card data and returns the signed request.
+func (r *Reader) Build(p Payment) (*request.Request, error) {
+	t2, err := track.ParseTrack2(p.Track2)
+	if err != nil {
+		return nil, err
+	}
+	defer t2.Wipe()
+	ksn, translog, err := r.nextKSN()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := dukpt.Derive(r.cfg.IPEK, ksn)
+	if err != nil {
+		return nil, err
+	}
+	plain := EncodeTracks(p.Track2, p.Track3)
+	enc, err := dukpt.EncryptCBC(keys.Data, plain)
+	for i := range plain {
+		plain[i] = 0
+	}
+	if err != nil {
+		return nil, err
+	}
+	req := &request.Request{
+		OrgID: r.cfg.OrgID, MerchantID: r.cfg.MerchantID, OrderID: p.OrderID, PayMethod: request.PayMethodCard,
+		AmountText: strconv.FormatInt(p.Amount, 10), ProductName: p.ProductName,
+		Timestamp: strconv.FormatInt(r.cfg.Now().Unix(), 10), Encoding: request.EncodingUTF8, Params: p.Params,
+		EnTracks: strings.ToUpper(hex.EncodeToString(enc)), TranslogNo: leftPad(translog, 6), KSN: ksn.String(),
+	}
+	if len(p.ICData) > 0 {
+		req.ICData = strings.ToUpper(hex.EncodeToString(p.ICData))
+	}
+	if p.PIN != "" {
+		blk, err := pinblock.EncryptISO0(keys.PIN, p.PIN, t2.Card().PAN)
+		if err != nil {
+			return nil, err
+		}
+		req.CardPassword = strings.ToUpper(hex.EncodeToString(blk))
+	}
+	req.Sign = req.ComputeSign(r.cfg.PaySecret)
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// EncodeTracks is the plaintext of en_tracks: track 2, then '|' and track 3
+// when there is one, ASCII, padded with 0x00 to a multiple of 8 bytes.
+func EncodeTracks(track2, track3 string) []byte {
+	s := track2
+	if track3 != "" {
+		s += "|" + track3
+	}
+	n := (len(s) + 7) / 8 * 8
+	b := make([]byte, n)
+	copy(b, s)
+	return b
+}
+
+func leftPad(n uint32, w int) string {
+	s := strconv.FormatUint(uint64(n), 10)
+	return strings.Repeat("0", w-len(s)) + s
+}

@@ -1,0 +1,70 @@
+package cardreader_test
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jifu-open/jifu/host/cardpay/dukpt"
+	"github.com/jifu-open/jifu/sdk/cardreader"
+)
+
+func newReader(t testing.TB) *cardreader.Reader {
+	bdk, _ := dukpt.ParseKey("0123456789ABCDEFFEDCBA9876543210")
+	ksn, _ := dukpt.ParseKSN("FFFF9876543210E00000")
+	r, err := cardreader.New(cardreader.Config{OrgID: "ORG1", MerchantID: "M100", PaySecret: "s3cret",
+		IPEK: dukpt.IPEK(bdk, ksn), KSN: ksn, Now: func() time.Time { return time.Unix(1764720000, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestBuild(t *testing.T) {
+	r := newReader(t)
+	req, err := r.Build(cardreader.Payment{OrderID: "A-1", Amount: 100, ProductName: "tea",
+		Track2: "4012345678909D301220112345", PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Counter 1 of the X9.24-1 test key: the published encrypted PIN block.
+	if req.KSN != "FFFF9876543210E00001" || req.CardPassword != "1B9C1845EB993A7A" {
+		t.Fatalf("ksn %s pin %s", req.KSN, req.CardPassword)
+	}
+	if err := req.Verify("s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	// The host side decrypts the tracks with the same data key.
+	bdk, _ := dukpt.ParseKey("0123456789ABCDEFFEDCBA9876543210")
+	ksn, _ := dukpt.ParseKSN(req.KSN)
+	keys, _ := dukpt.DeriveFromBDK(bdk, ksn)
+	ct, _ := hex.DecodeString(req.EnTracks)
+	plain, err := dukpt.DecryptCBC(keys.Data, ct)
+	if err != nil || strings.TrimRight(string(plain), "\x00") != "4012345678909D301220112345" {
+		t.Fatalf("tracks %q %v", plain, err)
+	}
+	// Counters advance and skip values with more than 10 one bits.
+	r.SetCounter(0x3FE) // next is 0x3FF (10 bits), then 0x400
+	a, _ := r.Build(cardreader.Payment{OrderID: "A-2", Amount: 1, ProductName: "x", Track2: "4012345678909D301220112345"})
+	r.SetCounter(0x7FE) // 0x7FF has 11 bits: skipped
+	b, _ := r.Build(cardreader.Payment{OrderID: "A-3", Amount: 1, ProductName: "x", Track2: "4012345678909D301220112345"})
+	if !strings.HasSuffix(a.KSN, "003FF") || !strings.HasSuffix(b.KSN, "00800") {
+		t.Fatalf("counters %s %s", a.KSN, b.KSN)
+	}
+	if _, err := r.Build(cardreader.Payment{OrderID: "A-4", Amount: 1, ProductName: "x", Track2: "garbage"}); err == nil {
+		t.Fatal("bad track built")
+	}
+}
+
+func Example() {
+	bdk, _ := dukpt.ParseKey("0123456789ABCDEFFEDCBA9876543210")
+	ksn, _ := dukpt.ParseKSN("FFFF9876543210E00000")
+	r, _ := cardreader.New(cardreader.Config{OrgID: "ORG1", MerchantID: "M100", PaySecret: "s3cret",
+		IPEK: dukpt.IPEK(bdk, ksn), KSN: ksn})
+	req, _ := r.Build(cardreader.Payment{OrderID: "A-1", Amount: 100, ProductName: "tea",
+		Track2: "4012345678909D301220112345", PIN: "1234"})
+	fmt.Println(req.KSN, req.CardPassword, len(req.Sign))
+	// Output: FFFF9876543210E00001 1B9C1845EB993A7A 64
+}
