@@ -21,31 +21,37 @@ import (
 	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/kvstore"
+	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/web"
 )
 
 type serveCmd struct {
 	Addr    string `default:"${default_addr}" env:"JIFU_ADDR" help:"Address to listen on."`
 	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json)."`
-	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
+	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User (such identities get every scope), show the SMS outbox, seed demo logins."`
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
+	// SecureCookies marks session cookies Secure on plain http, for a
+	// server behind a TLS-terminating proxy.
+	SecureCookies bool `name:"secure-cookies" env:"JIFU_SECURE_COOKIES" help:"Mark session cookies Secure (behind an https proxy)."`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
 type platform struct {
-	db      *platformDB
-	pool    interface{ Close() }
-	audit   *audit.Writer
-	host    *host.Host
-	apps    *host.AppSet
-	config  *configstore.Store
-	metrics *prometheus.Registry
-	ready   func(context.Context) error
+	db       *platformDB
+	pool     interface{ Close() }
+	audit    *audit.Writer
+	host     *host.Host
+	apps     *host.AppSet
+	config   *configstore.Store
+	metrics  *prometheus.Registry
+	ready    func(context.Context) error
+	market   *market               // the marketplace (serve only)
+	consents *marketplace.Consents // the store's consents, which the host asks
 }
 
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
 // migrates it, and builds the host with its stores.
-func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err error) {
+func startPlatform(ctx context.Context, e *env, mode consentMode) (_ *platform, err error) {
 	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -70,10 +76,8 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		return nil, err
 	}
 	p.audit = audit.New(pool, e.log)
-	var consent host.ConsentChecker = host.DenyAll{}
-	if dev {
-		consent = host.AllowAll{}
-	}
+	p.consents = marketplace.NewConsents(pool)
+	consent := mode.checker(p.consents)
 	p.host, err = host.New(ctx, host.Config{
 		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
 		Logger:   e.log,
@@ -97,6 +101,9 @@ func (p *platform) appConfig(ctx context.Context, slug string) (map[string]strin
 func (p *platform) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if p.market != nil {
+		p.market.Close(ctx)
+	}
 	if p.apps != nil {
 		_ = p.apps.Close(ctx)
 	}
@@ -159,14 +166,27 @@ func seed(ctx context.Context, p *platform) error {
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
-	p, err := startPlatform(ctx, e, c.Dev)
+	mode := consentStore
+	if c.Dev {
+		mode = consentStoreDev
+	}
+	p, err := startPlatform(ctx, e, mode)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	if err := startMarket(ctx, e, p); err != nil {
+		return err
+	}
 	if c.Seed {
 		if err := seed(ctx, p); err != nil {
 			return fmt.Errorf("seeding demo data: %w", err)
+		}
+	}
+	var logins []string
+	if c.Seed && c.Dev {
+		if logins, err = seedMarket(ctx, p, c.DevApps); err != nil {
+			return fmt.Errorf("seeding the marketplace: %w", err)
 		}
 	}
 	if c.DevApps != "" {
@@ -174,7 +194,8 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			return err
 		}
 	}
-	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev})
+	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev,
+		Market: p.market.svc, Serving: p.market.serving, Outbox: p.market.outbox, SecureCookies: c.SecureCookies})
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
@@ -190,6 +211,13 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	fmt.Fprintf(e.stdout, "Jifu Open Platform serving on %s\n", base)
 	for _, slug := range p.apps.Slugs() {
 		fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
+	}
+	fmt.Fprintf(e.stdout, "  store            %s/store/\n  developer portal %s/portal/   reviewers %s/review/\n", base, base, base)
+	if c.Dev {
+		fmt.Fprintf(e.stdout, "  SMS outbox       %s/portal/outbox\n", base)
+	}
+	for _, l := range logins {
+		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}
 	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
 
