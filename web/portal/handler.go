@@ -186,14 +186,6 @@ func idParam(r *http.Request) (int64, error) {
 	return id, nil
 }
 
-// safeNext accepts only a local path as the place to go after login.
-func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return ""
-	}
-	return next
-}
-
 func homeOf(a marketplace.Actor) string {
 	switch a.Role {
 	case marketplace.RoleDeveloper:
@@ -246,14 +238,14 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) loginForm(w http.ResponseWriter, r *http.Request) {
-	respond.Page(w, r, http.StatusOK, Login(LoginView{Page: h.page(r, "Log in"), Next: safeNext(r.URL.Query().Get("next"))}))
+	respond.Page(w, r, http.StatusOK, Login(LoginView{Page: h.page(r, "Log in"), Next: respond.LocalPath(r.URL.Query().Get("next"))}))
 }
 
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	email := r.PostFormValue("email")
 	token, sess, err := h.Market.Login(r.Context(), email, r.PostFormValue("password"))
 	if err != nil {
-		v := LoginView{Page: h.page(r, "Log in"), Email: email, Next: safeNext(r.PostFormValue("next"))}
+		v := LoginView{Page: h.page(r, "Log in"), Email: email, Next: respond.LocalPath(r.PostFormValue("next"))}
 		v.Page.Error = respond.Message(err)
 		respond.Page(w, r, respond.Status(jifu.ErrorCode(err)), Login(v))
 		return
@@ -263,7 +255,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		_ = h.Market.Logout(r.Context(), old)
 	}
 	h.Sessions.StartStaff(w, r, token, sess)
-	to := safeNext(r.PostFormValue("next"))
+	to := respond.LocalPath(r.PostFormValue("next"))
 	if to == "" {
 		to = homeOf(sess.Actor)
 	}

@@ -128,3 +128,22 @@ func Message(err error) string {
 	}
 	return m
 }
+
+// LocalPath returns next when it is a path on this site, safe to redirect
+// to after a login, and "" otherwise: it must start with one "/", and hold
+// no backslash, control character or space (browsers drop tabs and
+// newlines, which could turn "/\t/evil.example" into "//evil.example").
+func LocalPath(next string) string {
+	if len(next) == 0 || len(next) > 2048 || next[0] != '/' {
+		return ""
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x21 || c == 0x7f || c == '\\' {
+			return ""
+		}
+	}
+	if strings.HasPrefix(next, "//") {
+		return ""
+	}
+	return next
+}

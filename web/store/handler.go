@@ -108,13 +108,6 @@ func (h *handler) user(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return 0, false
 }
 
-func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return ""
-	}
-	return next
-}
-
 func (h *handler) catalog(w http.ResponseWriter, r *http.Request) {
 	cat := r.URL.Query().Get("category")
 	if cat != "" && !slices.Contains(marketplace.Categories, cat) {
@@ -130,12 +123,12 @@ func (h *handler) catalog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) loginForm(w http.ResponseWriter, r *http.Request) {
-	respond.Page(w, r, http.StatusOK, Login(LoginView{Page: h.page(r, "Sign in"), Next: safeNext(r.URL.Query().Get("next")), Dev: h.Dev}))
+	respond.Page(w, r, http.StatusOK, Login(LoginView{Page: h.page(r, "Sign in"), Next: respond.LocalPath(r.URL.Query().Get("next")), Dev: h.Dev}))
 }
 
 func (h *handler) sendCode(w http.ResponseWriter, r *http.Request) {
 	phone := strings.TrimSpace(r.PostFormValue("phone"))
-	v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: safeNext(r.PostFormValue("next")), Dev: h.Dev}
+	v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: respond.LocalPath(r.PostFormValue("next")), Dev: h.Dev}
 	if err := h.Market.RequestLoginCode(r.Context(), phone); err != nil {
 		v.Page.Error = respond.Message(err)
 		respond.Page(w, r, respond.Status(jifu.ErrorCode(err)), Login(v))
@@ -147,7 +140,7 @@ func (h *handler) sendCode(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	phone := strings.TrimSpace(r.PostFormValue("phone"))
-	next := safeNext(r.PostFormValue("next"))
+	next := respond.LocalPath(r.PostFormValue("next"))
 	token, sess, _, err := h.Market.LoginWithCode(r.Context(), phone, strings.TrimSpace(r.PostFormValue("code")))
 	if err != nil {
 		v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: next, CodeSent: true, Dev: h.Dev}
