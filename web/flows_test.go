@@ -87,7 +87,7 @@ func publish(t *testing.T, dev, reviewer *browser, slug string) (appID, versionI
 
 // A developer never sees or acts on another developer's app; only
 // reviewers decide; a version that is not approved never serves a user.
-func TestAuthorization(t *testing.T) {
+func TestFlowAuthorization(t *testing.T) {
 	p := newPlatform(t)
 	ctx := context.Background()
 	alice := p.developer(t, "alice@authz.test")
@@ -144,7 +144,7 @@ func TestAuthorization(t *testing.T) {
 
 // Every form refuses a missing, wrong or another session's CSRF token and
 // changes nothing.
-func TestCSRF(t *testing.T) {
+func TestFlowCSRF(t *testing.T) {
 	p := newPlatform(t)
 	ctx := context.Background()
 	dev := p.developer(t, "csrf@csrf.test")
@@ -203,7 +203,7 @@ func mustUserID(t *testing.T, p *platform, phone string) int64 {
 }
 
 // Bad uploads and duplicate slugs get clear errors and store nothing.
-func TestBadInput(t *testing.T) {
+func TestFlowBadInput(t *testing.T) {
 	p := newPlatform(t)
 	ctx := context.Background()
 	dev := p.developer(t, "bad@bad.test")
@@ -258,7 +258,7 @@ func TestBadInput(t *testing.T) {
 
 // A store user reaches an app only after consenting; after revoking, the
 // next call is refused with a clear page and no app code runs.
-func TestConsentGate(t *testing.T) {
+func TestFlowConsentGate(t *testing.T) {
 	p := newPlatform(t)
 	dev := p.developer(t, "gate@gate.test")
 	rev := p.staff(t, "rev@gate.test", marketplace.RoleReviewer)
@@ -287,4 +287,12 @@ func TestConsentGate(t *testing.T) {
 		t.Fatalf("scoped call after revoking = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	wantStatus(t, "anonymous visitor", p.browser(t).get("/apps/gate-app/"), 200, "guest")
+
+	// The invocations reach the developer's statistics, per version and stage.
+	a, err := p.svc.AppBySlug(context.Background(), marketplace.System, "gate-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, "statistics", dev.get("/portal/apps/"+itoa(a.ID)+"/stats"), 200, `data-testid="stage-1.0.0-full"`)
+	wantStatus(t, "installs", dev.get("/portal/apps/"+itoa(a.ID)+"/stats"), 200, `data-testid="chart-invocations"`)
 }

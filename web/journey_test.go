@@ -48,15 +48,15 @@ func outputDir(t *testing.T) string {
 
 func tid(id string) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(`[data-testid=%q]`, id)) }
 
-// TestBrowserJourney drives the whole marketplace lifecycle in headless
+// TestFlowBrowserJourney drives the whole marketplace lifecycle in headless
 // Chromium against the real handler, PostgreSQL and host: a developer
 // registers, creates an app, uploads the hello plugin and submits it; a
 // reviewer approves; the developer releases to 10% and promotes; an end user
 // signs in with the SMS code from the outbox, consents and opens the app,
 // then revokes consent and the next call is refused.
-func TestBrowserJourney(t *testing.T) {
-	exe := chromium(t)
+func TestFlowBrowserJourney(t *testing.T) {
 	p := newPlatform(t)
+	exe := chromium(t)
 	out := outputDir(t)
 	if _, err := p.svc.CreateStaff(context.Background(), marketplace.System, "reviewer@journey.test", "Rita Reviewer", staffPassword, marketplace.RoleReviewer); err != nil {
 		t.Fatal(err)

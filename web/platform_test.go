@@ -34,8 +34,13 @@ type platform struct {
 
 const staffPassword = "correct-horse-9"
 
+// The TestFlow tests use it; they are skipped under -race (see raceEnabled)
+// and `make test` runs them in its non-race pass.
 func newPlatform(t *testing.T) *platform {
 	t.Helper()
+	if raceEnabled {
+		t.Skip("end-to-end flow: run without -race (make test does, in its non-race pass)")
+	}
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
 	cache := filepath.Join(os.TempDir(), "jifu-test-wazero-cache")
