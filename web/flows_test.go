@@ -296,3 +296,51 @@ func TestFlowConsentGate(t *testing.T) {
 	wantStatus(t, "statistics", dev.get("/portal/apps/"+itoa(a.ID)+"/stats"), 200, `data-testid="stage-1.0.0-full"`)
 	wantStatus(t, "installs", dev.get("/portal/apps/"+itoa(a.ID)+"/stats"), 200, `data-testid="chart-invocations"`)
 }
+
+// Service levels: a developer applies, only an admin grants, the decision
+// is audited; only risk staff and admins change store users' levels.
+func TestFlowStaffDecisions(t *testing.T) {
+	p := newPlatform(t)
+	ctx := context.Background()
+	dev := p.browser(t)
+	pg := dev.form("/portal/register", "/portal/register", "email", "lvl@staff.test", "password", staffPassword, "name", "Lev",
+		"organisation", "Lev Ltd", "kind", "merchant", "level", "standard")
+	wantStatus(t, "register", pg, http.StatusSeeOther, "")
+	wantStatus(t, "account", dev.get("/portal/account"), 200, `data-testid="dev-status">pending`)
+	admin := p.staff(t, "admin@staff.test", marketplace.RoleAdmin)
+	rev := p.staff(t, "rev@staff.test", marketplace.RoleReviewer)
+	risk := p.staff(t, "risk@staff.test", marketplace.RoleRisk)
+
+	ds, err := p.svc.Developers(ctx, marketplace.System, "pending")
+	if err != nil || len(ds) == 0 {
+		t.Fatalf("pending developers: %v %v", ds, err)
+	}
+	var devID int64
+	for _, d := range ds {
+		if d.Name == "Lev Ltd" {
+			devID = d.ID
+		}
+	}
+	path := "/portal/developers/" + itoa(devID) + "/decide"
+	wantStatus(t, "the developer grants itself", dev.form("/portal/account", path, "decision", "approve"), 403, "")
+	wantStatus(t, "a reviewer grants", rev.form("/review/", path, "decision", "approve"), 403, "")
+	wantStatus(t, "the admin's list", admin.get("/portal/developers?status=pending"), 200, `data-testid="approve-developer-`+itoa(devID)+`"`)
+	wantStatus(t, "the admin grants", admin.form("/portal/developers", path, "decision", "approve", "comment", "papers checked"), http.StatusSeeOther, "")
+	wantStatus(t, "granted", dev.get("/portal/account"), 200, `data-testid="dev-level">standard`)
+	wantStatus(t, "audited", admin.get("/portal/audit"), 200, "developer.approve")
+
+	u, err := p.svc.EnsureUser(ctx, marketplace.System, "13900000009")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := "/portal/users/" + itoa(u.ID)
+	wantStatus(t, "a developer changes a user", dev.form("/portal/account", up, "level", "203"), 403, "")
+	wantStatus(t, "a reviewer changes a user", rev.form("/review/", up, "level", "203"), 403, "")
+	wantStatus(t, "risk's list", risk.get("/portal/users"), 200, `data-testid="user-`+u.Ref()+`"`)
+	wantStatus(t, "risk raises the level", risk.form("/portal/users", up, "level", "203", "channel", "natural", "region", "310000"), http.StatusSeeOther, "")
+	if got, _ := p.svc.User(ctx, u.ID); got.Level != 203 || got.Region != "310000" {
+		t.Fatalf("user after the update: %+v", got)
+	}
+	wantStatus(t, "a level that is no number", risk.form("/portal/users", up, "level", "vip"), 400, "")
+	wantStatus(t, "audited", risk.get("/portal/audit"), 200, "user.update")
+}

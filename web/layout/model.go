@@ -38,7 +38,13 @@ func (p Page) Nav() []NavLink {
 		}
 		var l []NavLink
 		if p.Role == "developer" {
-			l = append(l, NavLink{"/portal/apps", "My apps", "nav-apps"})
+			l = append(l, NavLink{"/portal/apps", "My apps", "nav-apps"}, NavLink{"/portal/account", "Account", "nav-account"})
+		}
+		if p.Role == "admin" {
+			l = append(l, NavLink{"/portal/developers", "Developers", "nav-developers"})
+		}
+		if p.Role == "admin" || p.Role == "risk" {
+			l = append(l, NavLink{"/portal/users", "Users", "nav-users"})
 		}
 		if p.Role == "reviewer" || p.Role == "admin" {
 			l = append(l, NavLink{"/review/", "Review queue", "nav-review"})

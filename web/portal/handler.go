@@ -57,6 +57,9 @@ var flashes = map[string]string{
 	"promoted":   "Promoted to everyone.",
 	"rolledback": "Rolled back.",
 	"uploaded":   "Uploaded and checked.",
+	"applied":    "Application sent; an admin will decide.",
+	"decided":    "Decision recorded.",
+	"user":       "User updated.",
 }
 
 // New returns the portal's handler, to be mounted at /portal behind the
@@ -93,6 +96,12 @@ func New(d Deps) http.Handler {
 	r.Post("/versions/{id}/release", h.release)
 	r.Get("/outbox", h.outbox)
 	r.Get("/audit", h.audit)
+	r.Get("/account", h.account)
+	r.Post("/account/level", h.applyLevel)
+	r.Get("/developers", h.developers)
+	r.Post("/developers/{id}/decide", h.decideDeveloper)
+	r.Get("/users", h.users)
+	r.Post("/users/{id}", h.updateUser)
 	return r
 }
 
@@ -190,10 +199,12 @@ func homeOf(a marketplace.Actor) string {
 	switch a.Role {
 	case marketplace.RoleDeveloper:
 		return "/portal/apps"
-	case marketplace.RoleReviewer, marketplace.RoleAdmin:
+	case marketplace.RoleReviewer:
 		return "/review/"
+	case marketplace.RoleAdmin:
+		return "/portal/developers?status=pending"
 	}
-	return "/portal/audit"
+	return "/portal/users"
 }
 
 func (h *handler) home(w http.ResponseWriter, r *http.Request) {
