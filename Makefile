@@ -42,7 +42,7 @@ plugins: $(BIN)
 	done
 
 run: build
-	$(BIN) serve --dev --dev-apps $(APPS_DIR) --addr $(ADDR)
+	$(BIN) serve --plugins $(APPS_DIR) --addr $(ADDR)
 
 test: tools build templ-check
 	$(BIN) dev test -- $(MAKE) --no-print-directory test-go

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -152,7 +153,7 @@ func (s *Service) Login(ctx context.Context, email, password string) (token stri
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Spend the same time as a real check so timing does not reveal
 		// which emails exist.
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return "", nil, denied("wrong email or password")
 	}
 	if err != nil {
@@ -168,7 +169,12 @@ func (s *Service) Login(ctx context.Context, email, password string) (token stri
 	return s.openSession(ctx, SessionStaff, a.ID, s.cfg.SessionTTL, a.Actor())
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-password-of-anyone"), bcryptCost)
+// dummyHash is a hash to compare against when the email is unknown, made on
+// first use (not at start-up: bcrypt takes tens of milliseconds).
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("not-a-password-of-anyone"), bcryptCost)
+	return h
+})
 
 func (s *Service) openSession(ctx context.Context, kind string, subject int64, ttl time.Duration, actor Actor) (string, *Session, error) {
 	raw := randomBytes(32)
@@ -259,4 +265,50 @@ func (s *Service) Account(ctx context.Context, by Actor, id int64) (*Account, er
 		a.DeveloperID = *dev
 	}
 	return &a, nil
+}
+
+// AccountByEmail returns the account with email. Admins and System only
+// (seeding, support).
+func (s *Service) AccountByEmail(ctx context.Context, by Actor, email string) (*Account, error) {
+	if !by.Is(RoleAdmin, RoleSystem) {
+		return nil, denied("only admins look accounts up")
+	}
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM mp_accounts WHERE email = $1`, strings.ToLower(strings.TrimSpace(email))).Scan(&id)
+	if err != nil {
+		return nil, s.dbErr(ctx, "account "+email, err)
+	}
+	return s.Account(ctx, by, id)
+}
+
+// SetPassword replaces an account's password: its own, or any for admins
+// and System. Existing sessions stay.
+func (s *Service) SetPassword(ctx context.Context, by Actor, id int64, password string) error {
+	if by.AccountID != id && !by.Is(RoleAdmin, RoleSystem) {
+		return denied("not your account")
+	}
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+	if err != nil {
+		return jifu.Errorf(jifu.CodeInternal, "marketplace: hash password: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE mp_accounts SET password_hash = $2 WHERE id = $1`, id, string(hash)); err != nil {
+		return s.dbErr(ctx, "set password", err)
+	}
+	return nil
+}
+
+// PurgeExpired deletes expired sessions and login codes; serve runs it
+// with the release evaluation.
+func (s *Service) PurgeExpired(ctx context.Context) error {
+	now := s.now()
+	if _, err := s.pool.Exec(ctx, `DELETE FROM mp_sessions WHERE expires_at <= $1`, now); err != nil {
+		return s.dbErr(ctx, "purge sessions", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM mp_login_codes WHERE expires_at <= $1`, now); err != nil {
+		return s.dbErr(ctx, "purge login codes", err)
+	}
+	return nil
 }

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 // env is one test's marketplace: a Service over the package's database, a
 // real host, and accounts of each role.
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	svc       *marketplace.Service
 	host      *host.Host
 	consents  *marketplace.Consents
@@ -37,7 +37,10 @@ type env struct {
 
 type envOption func(*marketplace.Config)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t *testing.T, opts ...envOption) *env { return newBenchEnv(t, opts...) }
+
+// newBenchEnv is newEnv for tests and benchmarks.
+func newBenchEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
@@ -67,7 +70,10 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		_ = svc.Close(ctx)
 		_ = h.Close(ctx)
 	})
-	e := &env{t: t, svc: svc, host: h, consents: consents, outbox: outbox, artifacts: cfg.Artifacts.(*marketplace.FSArtifacts).Dir, devPass: "correct horse battery"}
+	e := &env{t: t, svc: svc, host: h, consents: consents, outbox: outbox, devPass: "correct horse battery"}
+	if fs, ok := cfg.Artifacts.(*marketplace.FSArtifacts); ok {
+		e.artifacts = fs.Dir
+	}
 	admin, err := svc.CreateStaff(ctx, marketplace.System, unique("admin")+"@jifu.test", "Admin", "admin password 1", marketplace.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package marketplace_test
 
 import (
 	"errors"
+	"hash/fnv"
 	"testing"
 	"time"
 
@@ -85,4 +86,16 @@ func FuzzCheckIDNumber(f *testing.F) {
 			t.Fatalf("accepted %q with a wrong check character", id)
 		}
 	})
+}
+
+// TestBucketMatchesFNV pins Bucket to FNV-1a 64 (hash/fnv) so buckets, and
+// so users' versions, never move when the code changes.
+func TestBucketMatchesFNV(t *testing.T) {
+	for _, c := range [][2]string{{"salt", "u1"}, {"", ""}, {"a1b2c3d4e5f60718", "u123456789"}} {
+		h := fnv.New64a()
+		h.Write([]byte(c[0] + "\x00" + c[1]))
+		if got, want := marketplace.Bucket(c[0], c[1]), int(h.Sum64()%10000); got != want {
+			t.Fatalf("Bucket(%q, %q) = %d, want %d", c[0], c[1], got, want)
+		}
+	}
 }

@@ -198,6 +198,9 @@ func TestSessions(t *testing.T) {
 	}
 	_, err = e.svc.Authenticate(ctx, token)
 	wantCode(t, err, jifu.CodeDenied)
+	if err := e.svc.PurgeExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Registration input.
 	bad := []marketplace.Registration{
@@ -357,4 +360,25 @@ func TestSelfTestConsent(t *testing.T) {
 		t.Fatalf("an unregistered synthetic user is consented: %v %v", ok, err)
 	}
 	_ = abi.Module
+}
+
+func TestSessionExpiry(t *testing.T) {
+	ctx := context.Background()
+	var offset time.Duration
+	e := newEnv(t, func(c *marketplace.Config) { c.Now = func() time.Time { return time.Now().Add(offset) } })
+	acct, _ := e.svc.Account(ctx, e.dev, e.dev.AccountID)
+	token, sess, err := e.svc.Login(ctx, acct.Email, e.devPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(sess.ExpiresAt); d < 11*time.Hour || d > 13*time.Hour {
+		t.Fatalf("staff session lasts %v, want 12 h", d)
+	}
+	offset = 11 * time.Hour
+	if _, err := e.svc.Authenticate(ctx, token); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	offset = 13 * time.Hour
+	_, err = e.svc.Authenticate(ctx, token)
+	wantCode(t, err, jifu.CodeDenied)
 }

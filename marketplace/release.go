@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"time"
@@ -105,11 +104,18 @@ func toBP(p float64) (int, error) {
 // user gets the gray version when its bucket is below the percentage in
 // basis points. Raising the percentage keeps everyone already in.
 func Bucket(salt, user string) int {
-	h := fnv.New64a()
-	h.Write([]byte(salt))
-	h.Write([]byte{0})
-	h.Write([]byte(user))
-	return int(h.Sum64() % 10000)
+	// FNV-1a 64 over salt, a NUL and user (hash/fnv's algorithm, inlined
+	// to keep the request path free of allocations).
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(salt); i++ {
+		h = (h ^ uint64(salt[i])) * prime
+	}
+	h *= prime // the NUL separator: h ^ 0 == h
+	for i := 0; i < len(user); i++ {
+		h = (h ^ uint64(user[i])) * prime
+	}
+	return int(h % 10000)
 }
 
 // StartRelease rolls an approved version out: to everyone at once when the
@@ -314,7 +320,7 @@ func (s *Service) Rollback(ctx context.Context, by Actor, appID int64, reason st
 		if err != nil && err != pgx.ErrNoRows {
 			return err
 		}
-		vs, err := s.versions(ctx, `v.id = $1`, *prev)
+		vs, err := s.versionsQ(ctx, tx, `v.id = $1`, *prev)
 		if err != nil || len(vs) == 0 {
 			return jifu.Errorf(jifu.CodeInternal, "marketplace: previous version %d of %s is gone: %v", *prev, app.Slug, err)
 		}

@@ -39,7 +39,7 @@ type Serving struct {
 	routes   sync.Map // slug → *route
 	profiles sync.Map // user → *profileEntry
 
-	mu       sync.Mutex // guards loaded and loading
+	mu       sync.RWMutex // guards loaded and loading
 	loaded   map[int64]*loadedVersion
 	loading  map[int64]*sync.Mutex
 	profileN atomic.Int64
@@ -203,12 +203,14 @@ func (s *Serving) profile(ctx context.Context, user string) (Profile, error) {
 
 // load returns the loaded host.App of an approved version, loading it once.
 func (s *Serving) load(ctx context.Context, versionID int64) (*host.App, error) {
-	s.mu.Lock()
-	if lv := s.loaded[versionID]; lv != nil {
-		s.mu.Unlock()
+	s.mu.RLock()
+	lv := s.loaded[versionID]
+	s.mu.RUnlock()
+	if lv != nil {
 		lv.lastUsed.Store(time.Now().UnixNano())
 		return lv.app, nil
 	}
+	s.mu.Lock()
 	l := s.loading[versionID]
 	if l == nil {
 		l = &sync.Mutex{}
@@ -218,9 +220,9 @@ func (s *Serving) load(ctx context.Context, versionID int64) (*host.App, error) 
 
 	l.Lock()
 	defer l.Unlock()
-	s.mu.Lock()
-	lv := s.loaded[versionID]
-	s.mu.Unlock()
+	s.mu.RLock()
+	lv = s.loaded[versionID]
+	s.mu.RUnlock()
 	if lv != nil {
 		return lv.app, nil
 	}

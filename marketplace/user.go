@@ -76,18 +76,19 @@ func (s *Service) RequestLoginCode(ctx context.Context, phone string) error {
 		return err
 	}
 	code := fmt.Sprintf("%06d", n)
-	sum := codeHash(phone, code)
-	return s.tx(ctx, "login code", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO mp_login_codes (phone, code_hash, attempts, expires_at) VALUES ($1, $2, 0, $3)
-			ON CONFLICT (phone) DO UPDATE SET code_hash = EXCLUDED.code_hash, attempts = 0, expires_at = EXCLUDED.expires_at`,
-			phone, sum, s.now().Add(LoginCodeTTL)); err != nil {
-			return err
-		}
-		// Sent inside the transaction: when the channel refuses (rate
-		// limit), no new code replaces the old one.
-		return s.cfg.Notifier.Send(ctx, notify.Message{Channel: notify.SMS, To: phone, Purpose: notify.PurposeOTP,
-			Body: fmt.Sprintf("【即付】您的登录验证码是 %s，%d 分钟内有效。Your Jifu login code is %s.", code, int(LoginCodeTTL.Minutes()), code)})
-	})
+	// Send first: when the channel refuses (rate limit), the code sent
+	// before stays the valid one.
+	if err := s.cfg.Notifier.Send(ctx, notify.Message{Channel: notify.SMS, To: phone, Purpose: notify.PurposeOTP,
+		Body: fmt.Sprintf("【即付】您的登录验证码是 %s，%d 分钟内有效。Your Jifu login code is %s.", code, int(LoginCodeTTL.Minutes()), code)}); err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO mp_login_codes (phone, code_hash, attempts, expires_at) VALUES ($1, $2, 0, $3)
+		ON CONFLICT (phone) DO UPDATE SET code_hash = EXCLUDED.code_hash, attempts = 0, expires_at = EXCLUDED.expires_at`,
+		phone, codeHash(phone, code), s.now().Add(LoginCodeTTL))
+	if err != nil {
+		return s.dbErr(ctx, "login code", err)
+	}
+	return nil
 }
 
 func codeHash(phone, code string) []byte {

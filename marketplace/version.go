@@ -266,7 +266,16 @@ func scanVersion(r pgx.CollectableRow) (*Version, error) {
 }
 
 func (s *Service) versions(ctx context.Context, where string, args ...any) ([]*Version, error) {
-	rows, err := s.pool.Query(ctx, versionSelect+` WHERE `+where, args...)
+	return s.versionsQ(ctx, s.pool, where, args...)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Service) versionsQ(ctx context.Context, q querier, where string, args ...any) ([]*Version, error) {
+	rows, err := q.Query(ctx, versionSelect+` WHERE `+where, args...)
 	if err != nil {
 		return nil, s.dbErr(ctx, "versions", err)
 	}

@@ -22,11 +22,13 @@ import (
 // serving the caller, with Path "/rest": the marketplace's releases first,
 // then the apps loaded from a folder.
 type appHandler struct {
-	apps    Apps
-	serving Resolver
-	market  *marketplace.Service
-	log     *slog.Logger
-	dev     bool
+	apps     Apps
+	resolver Resolver
+	user     func(*http.Request) string
+	market   *marketplace.Service
+	log      *slog.Logger
+	dev      bool
+	outbox   bool
 }
 
 // Request headers an app never sees: the platform's own credentials and
@@ -49,7 +51,7 @@ func (h *appHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if _, ok := session.UserID(r); ok {
 			back, label = "/store/my", "My apps"
 		}
-		respond.Error(w, r, h.log, store.Page(r, "App error", h.dev), err, back, label)
+		respond.Error(w, r, h.log, store.Page(r, "App error", h.outbox), err, back, label)
 		return
 	}
 	respond.JSON(w, r, h.log, err)
@@ -58,8 +60,8 @@ func (h *appHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // resolve finds the app version for the caller; done is nil for apps loaded
 // from a folder. market reports whether the marketplace serves it.
 func (h *appHandler) resolve(r *http.Request, slug, user string) (app *host.App, done func(int, error), market bool, err error) {
-	if h.serving != nil {
-		app, done, err = h.serving.Resolve(r.Context(), slug, user)
+	if h.resolver != nil {
+		app, done, err = h.resolver.Resolve(r.Context(), slug, user)
 		if err == nil {
 			return app, done, true, nil
 		}
@@ -81,6 +83,9 @@ func (h *appHandler) resolve(r *http.Request, slug, user string) (app *host.App,
 func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	slug := chi.URLParam(r, "slug")
 	user, _ := session.Identity(r)
+	if h.user != nil && !h.dev {
+		user = h.user(r)
+	}
 	app, done, market, err := h.resolve(r, slug, user)
 	if err != nil {
 		h.fail(w, r, err)
@@ -165,6 +170,6 @@ func (h *appHandler) refuseConsent(w http.ResponseWriter, r *http.Request, slug 
 	if l, lerr := h.market.Listing(r.Context(), slug); lerr == nil {
 		name = l.App.Name
 	}
-	respond.Page(w, r, http.StatusForbidden, store.ConsentRequired(store.ConsentRequiredView{Page: store.Page(r, name+": no access", h.dev),
+	respond.Page(w, r, http.StatusForbidden, store.ConsentRequired(store.ConsentRequiredView{Page: store.Page(r, name+": no access", h.outbox),
 		Slug: slug, Name: name}))
 }

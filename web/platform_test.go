@@ -61,7 +61,7 @@ func newPlatform(t *testing.T) *platform {
 		t.Fatal(err)
 	}
 	serving := marketplace.NewServing(svc, h, marketplace.ServingOptions{})
-	srv := httptest.NewServer(web.New(web.Deps{Market: svc, Serving: serving, Outbox: outbox, DevMode: true, Ready: pool.Ping}))
+	srv := httptest.NewServer(web.New(web.Deps{Market: svc, Resolver: serving, Outbox: outbox, DevMode: true, Ready: pool.Ping}))
 	t.Cleanup(func() {
 		srv.Close()
 		_ = serving.Close(ctx)

@@ -9,7 +9,7 @@
 // sessions, CSRF, Identity) and respond (pages, errors, the code → status
 // map) shared between them.
 //
-//	h := web.New(web.Deps{Apps: set, Market: svc, Serving: serving, Ready: pool.Ping, Metrics: reg})
+//	h := web.New(web.Deps{Market: svc, Resolver: serving, Outbox: outbox, Ready: pool.Ping, Metrics: reg})
 //	http.ListenAndServe(":8080", h)
 package web
 
@@ -45,8 +45,9 @@ type Apps interface {
 	App(slug string) (*host.App, bool)
 }
 
-// Resolver picks the app version that serves a user through the
-// marketplace's releases (marketplace.Serving). done records the outcome.
+// Resolver picks the app version serving a user and returns a done
+// function to call with the response status and error once the request is
+// over (the release statistics). marketplace.Serving implements it.
 type Resolver interface {
 	Resolve(ctx context.Context, slug, user string) (app *host.App, done func(status int, err error), err error)
 }
@@ -54,10 +55,19 @@ type Resolver interface {
 // Deps are the handler's dependencies. Without Market the portal, the
 // reviewer pages and the store are not served.
 type Deps struct {
-	Apps    Apps
-	Market  *marketplace.Service
-	Serving Resolver
-	Outbox  *notify.Outbox              // the local SMS channel, listed at /portal/outbox in DevMode
+	Apps   Apps
+	Market *marketplace.Service
+	// Resolver, when set, picks the version serving each user through the
+	// marketplace's releases (gray, segment, sticky); Apps serves the slugs
+	// it does not know.
+	Resolver Resolver
+	// User, when set, returns the store user (marketplace.UserRef) a
+	// request acts for instead of the store session (for embedding the
+	// stack without the marketplace's sessions). Unused in DevMode.
+	User func(*http.Request) string
+	// Outbox is the local SMS channel: listed at /portal/outbox for staff
+	// (for anyone in DevMode), since no phone receives its messages.
+	Outbox  *notify.Outbox
 	Ready   func(context.Context) error // nil means always ready
 	Metrics prometheus.Gatherer         // served at /metrics when set
 	Logger  *slog.Logger
@@ -117,14 +127,15 @@ func New(d Deps) http.Handler {
 	if d.Market != nil {
 		r.Mount("/portal", portal.New(portal.Deps{Market: d.Market, Sessions: sessions, Outbox: d.Outbox, Logger: d.Logger,
 			Dev: d.DevMode, MaxUpload: d.MaxUpload}))
-		r.Mount("/review", review.New(review.Deps{Market: d.Market, Logger: d.Logger, Dev: d.DevMode}))
-		r.Mount("/store", store.New(store.Deps{Market: d.Market, Sessions: sessions, Logger: d.Logger, Dev: d.DevMode}))
+		r.Mount("/review", review.New(review.Deps{Market: d.Market, Logger: d.Logger, Outbox: d.Outbox != nil}))
+		r.Mount("/store", store.New(store.Deps{Market: d.Market, Sessions: sessions, Logger: d.Logger, Outbox: d.Outbox != nil}))
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) { respond.Redirect(w, r, "/store/") })
 	}
 	for prefix, h := range d.Mount {
 		r.Mount(prefix, h)
 	}
-	ah := &appHandler{apps: d.Apps, serving: d.Serving, market: d.Market, log: d.Logger, dev: d.DevMode}
+	ah := &appHandler{apps: d.Apps, resolver: d.Resolver, user: d.User, market: d.Market, log: d.Logger, dev: d.DevMode,
+		outbox: d.Outbox != nil}
 	r.Get("/apps/{slug}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, r.URL.Path+"/", http.StatusMovedPermanently)
 	})
@@ -132,7 +143,7 @@ func New(d Deps) http.Handler {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		err := jifu.Errorf(jifu.CodeNotFound, "no such page: %s", r.URL.Path)
 		if respond.WantsHTML(r) {
-			respond.Error(w, r, d.Logger, store.Page(r, "Not found", d.DevMode), err, "/", "Home")
+			respond.Error(w, r, d.Logger, store.Page(r, "Not found", d.Outbox != nil), err, "/", "Home")
 			return
 		}
 		respond.JSON(w, r, d.Logger, err)

@@ -133,7 +133,7 @@ func (c appRunCmd) Run(ctx context.Context, e *env) error {
 	// The local sandbox: the real limits, the real stores on the private
 	// database, in the app's sandbox namespace; the developer consents to
 	// every scope for their own test user.
-	p, err := startPlatform(ctx, e, consentAll)
+	p, err := startPlatform(ctx, e, true)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -27,31 +28,35 @@ import (
 
 type serveCmd struct {
 	Addr    string `default:"${default_addr}" env:"JIFU_ADDR" help:"Address to listen on."`
-	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json)."`
-	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User (such identities get every scope), show the SMS outbox, seed demo logins."`
+	DevApps string `name:"dev-apps" type:"path" env:"JIFU_DEV_APPS" help:"Serve every app built in this folder (DIR/<slug>/app.wasm + jifu.json) directly, bypassing the marketplace's releases."`
+	Plugins string `name:"plugins" type:"path" default:"build/apps" env:"JIFU_PLUGINS" help:"First-party apps to publish through the marketplace when seeding (DIR/<slug>/app.wasm + jifu.json)."`
+	Dev     bool   `env:"JIFU_DEV" help:"Development mode: trust X-Jifu-User, treat every scope as consented."`
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
 	// SecureCookies marks session cookies Secure on plain http, for a
 	// server behind a TLS-terminating proxy.
-	SecureCookies bool `name:"secure-cookies" env:"JIFU_SECURE_COOKIES" help:"Mark session cookies Secure (behind an https proxy)."`
+	SecureCookies bool `name:"secure-cookies" env:"JIFU_SECURE_COOKIES" help:"Mark session cookies Secure (serving behind an https proxy)."`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
 type platform struct {
-	db       *platformDB
-	pool     interface{ Close() }
-	audit    *audit.Writer
-	host     *host.Host
-	apps     *host.AppSet
-	config   *configstore.Store
-	metrics  *prometheus.Registry
+	db      *platformDB
+	pool    interface{ Close() }
+	audit   *audit.Writer
+	host    *host.Host
+	apps    *host.AppSet
+	config  *configstore.Store
+	metrics *prometheus.Registry
+	pgpool  *pgxpool.Pool
+	// consents answers the host's consent checks (outside dev mode) and
+	// the marketplace's grants; market is set by startMarketplace.
+	consents *marketplace.Consents
+	market   *marketplaceParts
 	ready    func(context.Context) error
-	market   *market               // the marketplace (serve only)
-	consents *marketplace.Consents // the store's consents, which the host asks
 }
 
 // startPlatform brings up the database (private cluster unless DATABASE_URL),
 // migrates it, and builds the host with its stores.
-func startPlatform(ctx context.Context, e *env, mode consentMode) (_ *platform, err error) {
+func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err error) {
 	p := &platform{apps: host.NewAppSet(), metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -67,6 +72,7 @@ func startPlatform(ctx context.Context, e *env, mode consentMode) (_ *platform, 
 		return nil, err
 	}
 	p.pool = pool
+	p.pgpool = pool
 	p.ready = pool.Ping
 	key, err := masterKey(e)
 	if err != nil {
@@ -77,7 +83,10 @@ func startPlatform(ctx context.Context, e *env, mode consentMode) (_ *platform, 
 	}
 	p.audit = audit.New(pool, e.log)
 	p.consents = marketplace.NewConsents(pool)
-	consent := mode.checker(p.consents)
+	var consent host.ConsentChecker = p.consents
+	if dev {
+		consent = host.AllowAll{}
+	}
 	p.host, err = host.New(ctx, host.Config{
 		CacheDir: filepath.Join(e.cli.DataDir, "wazero-cache"),
 		Logger:   e.log,
@@ -102,7 +111,7 @@ func (p *platform) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if p.market != nil {
-		p.market.Close(ctx)
+		p.market.close(ctx)
 	}
 	if p.apps != nil {
 		_ = p.apps.Close(ctx)
@@ -166,36 +175,41 @@ func seed(ctx context.Context, p *platform) error {
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
-	mode := consentStore
-	if c.Dev {
-		mode = consentStoreDev
-	}
-	p, err := startPlatform(ctx, e, mode)
+	p, err := startPlatform(ctx, e, c.Dev)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	if err := startMarket(ctx, e, p); err != nil {
-		return err
-	}
 	if c.Seed {
 		if err := seed(ctx, p); err != nil {
 			return fmt.Errorf("seeding demo data: %w", err)
 		}
 	}
+	if err := p.startMarketplace(ctx, e); err != nil {
+		return err
+	}
 	var logins []string
-	if c.Seed && c.Dev {
-		if logins, err = seedMarket(ctx, p, c.DevApps); err != nil {
+	if c.Seed {
+		if logins, err = p.seedMarketplace(ctx, e, c.Plugins); err != nil {
 			return fmt.Errorf("seeding the marketplace: %w", err)
 		}
 	}
+	// The portal, reviewer pages and store (web/) run on the marketplace;
+	// the SMS outbox is the local channel's, shown in the developer console.
+	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev,
+		Market: p.market.svc, Outbox: p.market.outbox, SecureCookies: c.SecureCookies}
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err
 		}
+	} else {
+		deps.Resolver = p.market.serving
+		if err := p.market.serving.Preload(ctx); err != nil {
+			e.log.Warn("preloading released apps failed; they load on first request", "err", err)
+		}
 	}
-	handler := web.New(web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev,
-		Market: p.market.svc, Serving: p.market.serving, Outbox: p.market.outbox, SecureCookies: c.SecureCookies})
+	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
+	handler := web.New(deps)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
@@ -212,10 +226,13 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	for _, slug := range p.apps.Slugs() {
 		fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
 	}
-	fmt.Fprintf(e.stdout, "  store            %s/store/\n  developer portal %s/portal/   reviewers %s/review/\n", base, base, base)
-	if c.Dev {
-		fmt.Fprintf(e.stdout, "  SMS outbox       %s/portal/outbox\n", base)
+	if c.DevApps == "" {
+		for _, slug := range p.market.released(ctx) {
+			fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
+		}
 	}
+	fmt.Fprintf(e.stdout, "  app store        %s/store/\n  developer portal %s/portal/   reviewers %s/review/   SMS outbox %s/portal/outbox\n",
+		base, base, base, base)
 	for _, l := range logins {
 		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}

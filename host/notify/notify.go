@@ -17,6 +17,7 @@ package notify
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -132,13 +133,17 @@ func (m Message) Check() error {
 }
 
 // Send checks m, applies the one-time-code rate limits (CodeLimit when a
-// limit is hit, nothing sent), records the send and delivers it. The record
-// and the limit check are one transaction holding a per-recipient lock, so
-// concurrent sends to one number cannot pass the limit together.
+// limit is hit, nothing sent), records the send and delivers it. The limit
+// check and the record are one transaction holding a per-recipient lock,
+// so concurrent sends to one number cannot pass the limit together. The
+// delivery runs after the commit (a provider may take its time or use the
+// database itself); when it fails, the record is removed so that a send
+// that never reached the user does not count against the limit.
 func (n *Notifier) Send(ctx context.Context, m Message) error {
 	if err := m.Check(); err != nil {
 		return err
 	}
+	var id int64
 	err := pgx.BeginFunc(ctx, n.pool, func(tx pgx.Tx) error {
 		if m.Purpose == PurposeOTP {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('notify:' || $1))`, m.To); err != nil {
@@ -148,20 +153,20 @@ func (n *Notifier) Send(ctx context.Context, m Message) error {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO notify_sends (channel, recipient, purpose, app, at) VALUES ($1, $2, $3, $4, $5)`,
-			m.Channel, m.To, m.Purpose, m.App, n.opt.Now())
-		if err != nil {
-			return err
-		}
-		// Deliver inside the transaction: a failed delivery leaves no record
-		// counting against the limit.
-		return n.provider.Deliver(ctx, m)
+		return tx.QueryRow(ctx, `INSERT INTO notify_sends (channel, recipient, purpose, app, at) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+			m.Channel, m.To, m.Purpose, m.App, n.opt.Now()).Scan(&id)
 	})
 	if err != nil {
-		if jifu.ErrorCode(err) != jifu.CodeInternal {
+		if jifu.ErrorCode(err) == jifu.CodeLimit {
 			return err
 		}
 		return database.QueryError(ctx, "notify: send", err)
+	}
+	if err := n.provider.Deliver(ctx, m); err != nil {
+		if _, derr := n.pool.Exec(context.WithoutCancel(ctx), `DELETE FROM notify_sends WHERE id = $1`, id); derr != nil {
+			return errors.Join(err, database.QueryError(ctx, "notify: undo send", derr))
+		}
+		return err
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ func TestNav(t *testing.T) {
 		{"visitor", layout.Page{Area: layout.AreaPortal}, []string{"nav-login", "nav-register"}, []string{"nav-apps", "logout", "nav-outbox"}},
 		{"developer", layout.Page{Area: layout.AreaPortal, Who: "D", Role: "developer"}, []string{"nav-apps", "logout"}, []string{"nav-review", "nav-audit"}},
 		{"reviewer", layout.Page{Area: layout.AreaReview, Who: "R", Role: "reviewer"}, []string{"nav-review", "nav-audit"}, []string{"nav-apps"}},
-		{"dev mode", layout.Page{Area: layout.AreaPortal, Who: "D", Role: "developer", Dev: true}, []string{"nav-outbox"}, nil},
+		{"local SMS outbox", layout.Page{Area: layout.AreaPortal, Who: "D", Role: "developer", Outbox: true}, []string{"nav-outbox"}, nil},
 		{"store visitor", layout.Page{Area: layout.AreaStore}, []string{"nav-catalog", "nav-store-login"}, []string{"nav-my", "logout"}},
 		{"store user", layout.Page{Area: layout.AreaStore, Who: "u1"}, []string{"nav-my", "logout"}, []string{"nav-store-login"}},
 	}

@@ -14,14 +14,14 @@ const (
 
 // Page is what the shell needs to know about the page and its viewer.
 type Page struct {
-	Title string
-	Area  string
-	Who   string // the logged-in name; "" when nobody is
-	Role  string // staff role of Who (developer, reviewer, admin, risk)
-	CSRF  string // the token the page's forms carry
-	Flash string // a one-line notice on top (from ?flash=)
-	Error string // a one-line error on top
-	Dev   bool   // development mode: shows the SMS outbox link
+	Title  string
+	Area   string
+	Who    string // the logged-in name; "" when nobody is
+	Role   string // staff role of Who (developer, reviewer, admin, risk)
+	CSRF   string // the token the page's forms carry
+	Flash  string // a one-line notice on top (from ?flash=)
+	Error  string // a one-line error on top
+	Outbox bool   // the local SMS outbox is in use: link to it
 }
 
 // NavLink is one entry of an area's navigation.
@@ -52,7 +52,7 @@ func (p Page) Nav() []NavLink {
 		if p.Role == "admin" || p.Role == "risk" || p.Role == "reviewer" {
 			l = append(l, NavLink{"/portal/audit", "Audit log", "nav-audit"})
 		}
-		if p.Dev {
+		if p.Outbox {
 			l = append(l, NavLink{"/portal/outbox", "SMS outbox", "nav-outbox"})
 		}
 		return l

@@ -6,7 +6,7 @@
 // mode, the SMS outbox. It is mounted at /portal; the staff login here also
 // serves the reviewer pages (package review).
 //
-//	r.Mount("/portal", portal.New(portal.Deps{Market: svc, Sessions: m, Outbox: outbox, Dev: true}))
+//	r.Mount("/portal", portal.New(portal.Deps{Market: svc, Sessions: m, Outbox: outbox}))
 package portal
 
 import (
@@ -35,9 +35,9 @@ import (
 type Deps struct {
 	Market   *marketplace.Service
 	Sessions *session.Manager
-	Outbox   *notify.Outbox // shown at /portal/outbox in Dev mode
+	Outbox   *notify.Outbox // the local SMS channel: listed at /portal/outbox for staff
 	Logger   *slog.Logger
-	Dev      bool
+	Dev      bool // development mode: the outbox is readable without a login
 	// MaxUpload bounds an uploaded module (default host.DefaultMaxModuleSize);
 	// the request body may be 1 MiB more for the manifest and the form.
 	MaxUpload int64
@@ -107,9 +107,9 @@ func New(d Deps) http.Handler {
 
 // StaffPage returns the page shell for a staff area as the request's viewer
 // sees it. The reviewer pages use it too.
-func StaffPage(r *http.Request, area, title string, dev bool) layout.Page {
+func StaffPage(r *http.Request, area, title string, outbox bool) layout.Page {
 	s, _ := session.Staff(r)
-	p := layout.Page{Title: title, Area: area, CSRF: session.CSRF(r, s), Dev: dev, Flash: flashes[r.URL.Query().Get("done")]}
+	p := layout.Page{Title: title, Area: area, CSRF: session.CSRF(r, s), Outbox: outbox, Flash: flashes[r.URL.Query().Get("done")]}
 	if s != nil {
 		p.Who, p.Role = s.Actor.Name, string(s.Actor.Role)
 	}
@@ -117,20 +117,20 @@ func StaffPage(r *http.Request, area, title string, dev bool) layout.Page {
 }
 
 func (h *handler) page(r *http.Request, title string) layout.Page {
-	return StaffPage(r, layout.AreaPortal, title, h.Dev)
+	return StaffPage(r, layout.AreaPortal, title, h.Outbox != nil)
 }
 
 // CSRF guards every state-changing request of the staff areas: the token
 // of the staff session, or the pre-session token for login and register. A
 // multipart body is parsed here, bounded by max.
-func CSRF(log *slog.Logger, dev bool, max int64) func(http.Handler) http.Handler {
+func CSRF(log *slog.Logger, outbox bool, max int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				next.ServeHTTP(w, r)
 				return
 			}
-			p := StaffPage(r, layout.AreaPortal, "Refused", dev)
+			p := StaffPage(r, layout.AreaPortal, "Refused", outbox)
 			r.Body = http.MaxBytesReader(w, r.Body, max)
 			var err error
 			if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
@@ -159,7 +159,7 @@ func CSRF(log *slog.Logger, dev bool, max int64) func(http.Handler) http.Handler
 }
 
 func (h *handler) csrf(next http.Handler) http.Handler {
-	return CSRF(h.Logger, h.Dev, h.MaxUpload+1<<20)(next)
+	return CSRF(h.Logger, h.Outbox != nil, h.MaxUpload+1<<20)(next)
 }
 
 // actor returns the logged-in staff actor, or answers: a redirect to the
@@ -622,9 +622,14 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) outbox(w http.ResponseWriter, r *http.Request) {
-	if !h.Dev || h.Outbox == nil {
-		h.fail(w, r, jifu.Errorf(jifu.CodeNotFound, "the SMS outbox exists in development mode only"))
+	if h.Outbox == nil {
+		h.fail(w, r, jifu.Errorf(jifu.CodeNotFound, "there is no local SMS outbox: messages go to a carrier"))
 		return
+	}
+	if !h.Dev {
+		if _, ok := h.actor(w, r); !ok {
+			return
+		}
 	}
 	to := strings.TrimSpace(r.URL.Query().Get("to"))
 	es, err := h.Outbox.List(r.Context(), notify.Filter{To: to, Limit: 100})

@@ -3382,7 +3382,7 @@ func Outbox(v OutboxView) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 278, "<h1>SMS outbox (development)</h1><p class=\"muted\">The local SMS channel delivers here instead of to a phone.</p><form method=\"get\" action=\"/portal/outbox\" class=\"inline\"><label>To <input name=\"to\" value=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 278, "<h1>SMS outbox (local channel)</h1><p class=\"muted\">The local SMS channel delivers here instead of to a phone.</p><form method=\"get\" action=\"/portal/outbox\" class=\"inline\"><label>To <input name=\"to\" value=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

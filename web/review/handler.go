@@ -28,7 +28,7 @@ import (
 type Deps struct {
 	Market *marketplace.Service
 	Logger *slog.Logger
-	Dev    bool
+	Outbox bool // the local SMS outbox is in use: point to it
 }
 
 type handler struct{ Deps }
@@ -41,7 +41,7 @@ func New(d Deps) http.Handler {
 	}
 	h := &handler{Deps: d}
 	r := chi.NewRouter()
-	r.Use(portal.CSRF(d.Logger, d.Dev, 64<<10))
+	r.Use(portal.CSRF(d.Logger, d.Outbox, 64<<10))
 	r.Get("/", h.queue)
 	r.Get("/versions/{id}", h.version)
 	r.Post("/versions/{id}/decide", h.decide)
@@ -49,7 +49,7 @@ func New(d Deps) http.Handler {
 }
 
 func (h *handler) page(r *http.Request, title string) layout.Page {
-	p := portal.StaffPage(r, layout.AreaReview, title, h.Dev)
+	p := portal.StaffPage(r, layout.AreaReview, title, h.Outbox)
 	if r.URL.Query().Get("done") == "approved" {
 		p.Flash = "Approved."
 	} else if r.URL.Query().Get("done") == "rejected" {

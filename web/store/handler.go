@@ -29,7 +29,7 @@ type Deps struct {
 	Market   *marketplace.Service
 	Sessions *session.Manager
 	Logger   *slog.Logger
-	Dev      bool
+	Outbox   bool // the local SMS outbox is in use: point to it
 }
 
 type handler struct{ Deps }
@@ -62,16 +62,16 @@ var flashes = map[string]string{
 }
 
 // Page returns the store's page shell as the request's viewer sees it.
-func Page(r *http.Request, title string, dev bool) layout.Page {
+func Page(r *http.Request, title string, outbox bool) layout.Page {
 	s, _ := session.User(r)
-	p := layout.Page{Title: title, Area: layout.AreaStore, CSRF: session.CSRF(r, s), Dev: dev, Flash: flashes[r.URL.Query().Get("done")]}
+	p := layout.Page{Title: title, Area: layout.AreaStore, CSRF: session.CSRF(r, s), Outbox: outbox, Flash: flashes[r.URL.Query().Get("done")]}
 	if s != nil {
 		p.Who = marketplace.UserRef(s.UserID)
 	}
 	return p
 }
 
-func (h *handler) page(r *http.Request, title string) layout.Page { return Page(r, title, h.Dev) }
+func (h *handler) page(r *http.Request, title string) layout.Page { return Page(r, title, h.Outbox) }
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	respond.Error(w, r, h.Logger, h.page(r, "Error"), err, "/store/", "Back to the store")
@@ -123,12 +123,12 @@ func (h *handler) catalog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) loginForm(w http.ResponseWriter, r *http.Request) {
-	respond.Page(w, r, http.StatusOK, Login(LoginView{Page: h.page(r, "Sign in"), Next: respond.LocalPath(r.URL.Query().Get("next")), Dev: h.Dev}))
+	respond.Page(w, r, http.StatusOK, Login(LoginView{Page: h.page(r, "Sign in"), Next: respond.LocalPath(r.URL.Query().Get("next")), Outbox: h.Outbox}))
 }
 
 func (h *handler) sendCode(w http.ResponseWriter, r *http.Request) {
 	phone := strings.TrimSpace(r.PostFormValue("phone"))
-	v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: respond.LocalPath(r.PostFormValue("next")), Dev: h.Dev}
+	v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: respond.LocalPath(r.PostFormValue("next")), Outbox: h.Outbox}
 	if err := h.Market.RequestLoginCode(r.Context(), phone); err != nil {
 		v.Page.Error = respond.Message(err)
 		respond.Page(w, r, respond.Status(jifu.ErrorCode(err)), Login(v))
@@ -143,7 +143,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	next := respond.LocalPath(r.PostFormValue("next"))
 	token, sess, _, err := h.Market.LoginWithCode(r.Context(), phone, strings.TrimSpace(r.PostFormValue("code")))
 	if err != nil {
-		v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: next, CodeSent: true, Dev: h.Dev}
+		v := LoginView{Page: h.page(r, "Sign in"), Phone: phone, Next: next, CodeSent: true, Outbox: h.Outbox}
 		v.Page.Error = respond.Message(err)
 		respond.Page(w, r, respond.Status(jifu.ErrorCode(err)), Login(v))
 		return

@@ -19,7 +19,7 @@ type LoginView struct {
 	Phone    string
 	CodeSent bool
 	Next     string
-	Dev      bool // the code is in the portal's SMS outbox
+	Outbox   bool // the code is in the portal's SMS outbox
 }
 
 // AppView is an app's store page.
