@@ -288,6 +288,13 @@ func TestFlowConsentGate(t *testing.T) {
 	}
 	wantStatus(t, "anonymous visitor", p.browser(t).get("/apps/gate-app/"), 200, "guest")
 
+	// Real-name verification: a bad ID number changes nothing; a good one
+	// raises the user to level 101.
+	wantStatus(t, "bad ID number", user.form("/store/my", "/store/me/realname", "name", "张三", "id_number", "110105194912310021"), 400, `data-testid="realname-form"`)
+	wantStatus(t, "verify", user.form("/store/my", "/store/me/realname", "name", "张三", "id_number", "11010519491231002x"), http.StatusSeeOther, "")
+	wantStatus(t, "verified", user.get("/store/my"), 200, "110105********002X")
+	wantStatus(t, "level", user.get("/store/my"), 200, "level 101")
+
 	// The invocations reach the developer's statistics, per version and stage.
 	a, err := p.svc.AppBySlug(context.Background(), marketplace.System, "gate-app")
 	if err != nil {

@@ -53,12 +53,14 @@ func New(d Deps) http.Handler {
 	r.Post("/apps/{slug}/consent", h.consent)
 	r.Get("/my", h.myApps)
 	r.Post("/my/{slug}/revoke", h.revoke)
+	r.Post("/me/realname", h.realName)
 	return r
 }
 
 var flashes = map[string]string{
 	"revoked":  "Access revoked. The app can no longer act for you.",
 	"loggedin": "Signed in.",
+	"verified": "Real name verified.",
 }
 
 // Page returns the store's page shell as the request's viewer sees it.
@@ -218,17 +220,40 @@ func (h *handler) myApps(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	u, err := h.Market.User(r.Context(), id)
+	v, err := h.myAppsView(r, id)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	apps, err := h.Market.MyApps(r.Context(), id)
-	if err != nil {
-		h.fail(w, r, err)
+	respond.Page(w, r, http.StatusOK, MyApps(v))
+}
+
+func (h *handler) myAppsView(r *http.Request, id int64) (MyAppsView, error) {
+	v := MyAppsView{Page: h.page(r, "My apps")}
+	var err error
+	if v.User, err = h.Market.User(r.Context(), id); err != nil {
+		return v, err
+	}
+	v.Apps, err = h.Market.MyApps(r.Context(), id)
+	return v, err
+}
+
+func (h *handler) realName(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.user(w, r)
+	if !ok {
 		return
 	}
-	respond.Page(w, r, http.StatusOK, MyApps(MyAppsView{Page: h.page(r, "My apps"), Phone: u.Phone, Level: u.Level, Apps: apps}))
+	if _, err := h.Market.VerifyRealName(r.Context(), id, r.PostFormValue("name"), r.PostFormValue("id_number")); err != nil {
+		v, verr := h.myAppsView(r, id)
+		if verr != nil {
+			h.fail(w, r, verr)
+			return
+		}
+		v.Page.Error = respond.Message(err)
+		respond.Page(w, r, respond.Status(jifu.ErrorCode(err)), MyApps(v))
+		return
+	}
+	respond.Redirect(w, r, "/store/my?done=verified")
 }
 
 func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {

@@ -38,10 +38,9 @@ type ConsentView struct {
 
 // MyAppsView lists the user's apps with their grants.
 type MyAppsView struct {
-	Page  layout.Page
-	Phone string
-	Level int
-	Apps  []marketplace.InstalledApp
+	Page layout.Page
+	User *marketplace.User
+	Apps []marketplace.InstalledApp
 }
 
 // ConsentRequiredView is what /apps/{slug}/ shows a user who has not

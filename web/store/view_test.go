@@ -60,7 +60,7 @@ func TestConsentScreen(t *testing.T) {
 }
 
 func TestMyApps(t *testing.T) {
-	v := store.MyAppsView{Page: userPage("My apps"), Phone: "13800138000", Level: 101,
+	v := store.MyAppsView{Page: userPage("My apps"), User: &marketplace.User{ID: 42, Phone: "13800138000"},
 		Apps: []marketplace.InstalledApp{{App: hello, InstalledAt: at, Granted: nil}, {App: loan, InstalledAt: at, Granted: []string{"credit.line"}}}}
 	doc := webtest.Render(t, store.MyApps(v))
 	webtest.One(t, doc, "revoke-hello")
@@ -71,8 +71,17 @@ func TestMyApps(t *testing.T) {
 	if !strings.Contains(webtest.Text(webtest.One(t, doc, "my-loan")), "granted credit.line") {
 		t.Error("grants not listed")
 	}
+	webtest.One(t, doc, "realname-form")
 	v.Apps = nil
-	webtest.One(t, webtest.Render(t, store.MyApps(v)), "my-empty")
+	v.User = &marketplace.User{ID: 42, Phone: "13800138000", Level: 101, RealName: "张三", IDNumberMasked: "110105********002X", VerifiedAt: &at}
+	doc = webtest.Render(t, store.MyApps(v))
+	webtest.One(t, doc, "my-empty")
+	if got := webtest.Text(webtest.One(t, doc, "verified")); got != "Real name verified: 张三 · 110105********002X" {
+		t.Errorf("verified = %q", got)
+	}
+	if len(webtest.ByTestID(doc, "realname-form")) != 0 {
+		t.Error("the form stays after verification")
+	}
 }
 
 func TestLoginSteps(t *testing.T) {
