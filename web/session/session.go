@@ -24,6 +24,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jifu-open/jifu"
@@ -67,8 +68,12 @@ func New(auth Authenticator, opt Options) *Manager { return &Manager{auth: auth,
 
 type ctxKey struct{}
 
-// state is what the middleware learned about a request.
+// state is what the middleware learned about a request. The sessions are
+// looked up on first use, so requests that never ask (static files, health
+// checks, metrics) cost no database round trip.
 type state struct {
+	once        sync.Once
+	resolve     func()
 	staff, user *marketplace.Session
 	preCSRF     string
 	setPre      func(string) // sets the pre-session cookie, once
@@ -81,6 +86,9 @@ func from(ctx context.Context) *state {
 	if s == nil {
 		return &state{}
 	}
+	if s.resolve != nil {
+		s.once.Do(s.resolve)
+	}
 	return s
 }
 
@@ -90,14 +98,19 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := &state{dev: m.opt.Dev}
 		if m.auth != nil {
-			if c, err := r.Cookie(StaffCookie); err == nil && c.Value != "" {
-				if s, err := m.auth.Authenticate(r.Context(), c.Value); err == nil && s.Kind == marketplace.SessionStaff {
-					st.staff = s
+			ctx := r.Context()
+			staff, _ := r.Cookie(StaffCookie)
+			user, _ := r.Cookie(UserCookie)
+			st.resolve = func() {
+				if staff != nil && staff.Value != "" {
+					if s, err := m.auth.Authenticate(ctx, staff.Value); err == nil && s.Kind == marketplace.SessionStaff {
+						st.staff = s
+					}
 				}
-			}
-			if c, err := r.Cookie(UserCookie); err == nil && c.Value != "" {
-				if s, err := m.auth.Authenticate(r.Context(), c.Value); err == nil && s.Kind == marketplace.SessionUser {
-					st.user = s
+				if user != nil && user.Value != "" {
+					if s, err := m.auth.Authenticate(ctx, user.Value); err == nil && s.Kind == marketplace.SessionUser {
+						st.user = s
+					}
 				}
 			}
 		}

@@ -188,3 +188,40 @@ func TestNoCookieWithoutForms(t *testing.T) {
 		t.Errorf("cookies %v", c)
 	}
 }
+
+// counting counts lookups.
+type counting struct {
+	tokens
+	n int
+}
+
+func (c *counting) Authenticate(ctx context.Context, token string) (*marketplace.Session, error) {
+	c.n++
+	return c.tokens.Authenticate(ctx, token)
+}
+
+// Sessions are looked up once, and only by requests that ask.
+func TestLazyLookup(t *testing.T) {
+	auth := &counting{tokens: known}
+	m := session.New(auth, session.Options{})
+	asks := false
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if asks {
+			session.Identity(r)
+			session.Staff(r)
+			session.User(r)
+		}
+	}))
+	r := httptest.NewRequest("GET", "/static/app.css", nil)
+	r.AddCookie(&http.Cookie{Name: session.UserCookie, Value: "user-tok"})
+	r.AddCookie(&http.Cookie{Name: session.StaffCookie, Value: "staff-tok"})
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if auth.n != 0 {
+		t.Fatalf("%d lookups for a request that never asked", auth.n)
+	}
+	asks = true
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if auth.n != 2 {
+		t.Fatalf("%d lookups, want one per cookie", auth.n)
+	}
+}
