@@ -194,13 +194,47 @@ func (s *Service) openSession(ctx context.Context, kind string, subject int64, t
 	return token, sess, nil
 }
 
+// sessionCacheTTL bounds how long Authenticate trusts a session it read
+// without asking the database again. Logout through this Service applies at
+// once; a logout or a disabled account elsewhere within this time.
+const sessionCacheTTL = 5 * time.Second
+
+type cachedSession struct {
+	sess Session
+	at   time.Time
+}
+
 // Authenticate returns the live session of token: CodeDenied when the token
-// is unknown, expired or its account disabled.
+// is unknown, expired or its account disabled. Sessions are cached for a
+// few seconds, so that serving an app to a logged-in user costs no
+// database round trip per request.
 func (s *Service) Authenticate(ctx context.Context, token string) (*Session, error) {
 	if token == "" || len(token) > 128 {
 		return nil, denied("not logged in")
 	}
 	sum := sha256.Sum256([]byte(token))
+	now := s.now()
+	if v, ok := s.sessions.Load(sum); ok {
+		c := v.(*cachedSession)
+		if now.Sub(c.at) < sessionCacheTTL && now.Before(c.sess.ExpiresAt) {
+			sess := c.sess
+			return &sess, nil
+		}
+		s.sessions.Delete(sum)
+	}
+	sess, err := s.authenticate(ctx, sum)
+	if err != nil {
+		return nil, err
+	}
+	if s.sessionN.Add(1) > 100000 { // bound the cache: start over
+		s.sessions.Clear()
+		s.sessionN.Store(0)
+	}
+	s.sessions.Store(sum, &cachedSession{sess: *sess, at: now})
+	return sess, nil
+}
+
+func (s *Service) authenticate(ctx context.Context, sum [32]byte) (*Session, error) {
 	var (
 		sess    Session
 		subject int64
@@ -239,6 +273,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 // Logout ends the session of token. Ending an unknown session is no error.
 func (s *Service) Logout(ctx context.Context, token string) error {
 	sum := sha256.Sum256([]byte(token))
+	s.sessions.Delete(sum)
 	if _, err := s.pool.Exec(ctx, `DELETE FROM mp_sessions WHERE token_hash = $1`, sum[:]); err != nil {
 		return s.dbErr(ctx, "logout", err)
 	}

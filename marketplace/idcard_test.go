@@ -99,3 +99,18 @@ func TestBucketMatchesFNV(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseUserRef(f *testing.F) {
+	for _, s := range []string{"u1", "u0", "u", "u01", "u9223372036854775807", "x1", "selftest-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		id, ok := marketplace.ParseUserRef(ref)
+		if !ok {
+			return
+		}
+		if id <= 0 || marketplace.UserRef(id) != ref {
+			t.Fatalf("ParseUserRef(%q) = %d, which prints as %q", ref, id, marketplace.UserRef(id))
+		}
+	})
+}

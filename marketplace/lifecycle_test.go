@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jifu-open/jifu"
-	"github.com/jifu-open/jifu/host/abi"
 	"github.com/jifu-open/jifu/host/manifest"
 	"github.com/jifu-open/jifu/marketplace"
 )
@@ -158,6 +157,25 @@ func TestAuthorization(t *testing.T) {
 
 	// A developer cannot release or roll back another's approved version.
 	v2 := e.approved(e.dev, app, "1.0.1")
+	if _, err := e.svc.StartRelease(ctx, e.dev, v2.ID, marketplace.ReleasePlan{Percent: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// Later versions that are unreviewed, in review or rejected never serve
+	// anyone: everyone stays on the released one.
+	unreviewed, err := e.svc.UploadVersion(ctx, e.dev, app.ID, helloWasm(t), helloManifest(app.Slug, "1.1.0", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plan := range []marketplace.ReleasePlan{{Percent: 100}, {Percent: 50}, {Percent: 100, Segment: marketplace.Segment{Whitelist: []string{"u1"}}}} {
+		_, err = e.svc.StartRelease(ctx, e.dev, unreviewed.ID, plan)
+		wantCode(t, err, jifu.CodeConflict)
+	}
+	for _, u := range []string{"u1", "u2", "u3", ""} {
+		r, err := srv.Route(ctx, app.Slug, u)
+		if err != nil || r.VersionID != v2.ID {
+			t.Fatalf("user %q served %+v, %v; want the approved version", u, r, err)
+		}
+	}
 	_, err = e.svc.StartRelease(ctx, other, v2.ID, marketplace.ReleasePlan{Percent: 100})
 	wantCode(t, err, jifu.CodeNotFound)
 	wantCode(t, e.svc.Rollback(ctx, other, app.ID, "sabotage"), jifu.CodeNotFound)
@@ -348,18 +366,6 @@ func TestSecretsShownOnceAndRotation(t *testing.T) {
 	if len(log) != 2 || log[0].Action != "app.rotate_secret" {
 		t.Fatalf("rotations audited: %+v", log)
 	}
-}
-
-// TestSelfTestConsent: self-tests run as a synthetic user holding consent
-// to every scope of the version, and only while they run.
-func TestSelfTestConsent(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	ok, err := e.consents.Consented(ctx, "x", marketplace.SelfTestPrefix+"0123", "storage")
-	if err != nil || ok {
-		t.Fatalf("an unregistered synthetic user is consented: %v %v", ok, err)
-	}
-	_ = abi.Module
 }
 
 func TestSessionExpiry(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"embed"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,6 +108,9 @@ type Service struct {
 	now     func() time.Time
 	stats   *recorder
 	changed func(slug string) // Serving's invalidation hook, set by NewServing
+
+	sessions sync.Map // [32]byte token hash → *cachedSession
+	sessionN atomic.Int64
 }
 
 // New returns a Service.

@@ -47,8 +47,13 @@ func UserRef(id int64) string { return "u" + strconv.FormatInt(id, 10) }
 // ParseUserRef returns the id of a UserRef; false for anything else (dev
 // identities, synthetic self-test users).
 func ParseUserRef(ref string) (int64, bool) {
-	if len(ref) < 2 || ref[0] != 'u' || ref[1] == '0' {
+	if len(ref) < 2 || len(ref) > 20 || ref[0] != 'u' || ref[1] == '0' {
 		return 0, false
+	}
+	for i := 1; i < len(ref); i++ {
+		if ref[i] < '0' || ref[i] > '9' {
+			return 0, false
+		}
 	}
 	id, err := strconv.ParseInt(ref[1:], 10, 64)
 	return id, err == nil && id > 0

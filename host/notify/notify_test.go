@@ -178,3 +178,21 @@ func TestFailedDeliveryNotCounted(t *testing.T) {
 		t.Fatalf("retry after a failed delivery: %v", err)
 	}
 }
+
+func FuzzCheck(f *testing.F) {
+	f.Add("sms", "13800138000", "otp", "code 123456")
+	f.Add("push", "u1", "app", "hi")
+	f.Add("sms", "1380013800\n", "otp", "\xff")
+	f.Fuzz(func(t *testing.T, channel, to, purpose, body string) {
+		m := notify.Message{Channel: channel, To: to, Purpose: purpose, Body: body}
+		if err := m.Check(); err != nil {
+			if jifu.ErrorCode(err) != jifu.CodeInvalid {
+				t.Fatalf("code %s", jifu.ErrorCode(err))
+			}
+			return
+		}
+		if channel == notify.SMS && !notify.ValidPhone(to) {
+			t.Fatalf("accepted SMS to %q", to)
+		}
+	})
+}
