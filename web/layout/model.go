@@ -5,6 +5,11 @@
 //	layout.Base(layout.Page{Title: "Apps", Area: layout.AreaPortal, CSRF: tok}).Render(ctx, w)
 package layout
 
+// HTMXPath is where the htmx script (htmx.org 2.0.11, 0BSD, committed
+// under web/static) is served. Pages work without it; it refreshes parts
+// of some pages in place.
+const HTMXPath = "/static/htmx-2.0.11.min.js"
+
 // Areas of the site; each has its own navigation.
 const (
 	AreaPortal = "portal"
