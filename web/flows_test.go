@@ -302,6 +302,7 @@ func TestFlowConsentGate(t *testing.T) {
 	}
 	wantStatus(t, "statistics", dev.get("/portal/apps/"+itoa(a.ID)+"/stats"), 200, `data-testid="stage-1.0.0-full"`)
 	wantStatus(t, "installs", dev.get("/portal/apps/"+itoa(a.ID)+"/stats"), 200, `data-testid="chart-invocations"`)
+	wantStatus(t, "release health", dev.get("/portal/apps/"+itoa(a.ID)), 200, `data-testid="health-1.0.0-full"`)
 }
 
 // Service levels: a developer applies, only an admin grants, the decision

@@ -363,6 +363,15 @@ func (h *handler) appView(r *http.Request, a marketplace.Actor, id int64) (AppVi
 	if v.Releases, err = h.Market.Releases(ctx, a, id); err != nil {
 		return v, err
 	}
+	since := time.Now().Add(-24 * time.Hour)
+	if v.Gray != nil {
+		since = v.Gray.CreatedAt.Truncate(time.Minute)
+	}
+	st, err := h.Market.Stats(ctx, a, id, since)
+	if err != nil {
+		return v, err
+	}
+	v.Health = st.Stages
 	v.Page = h.page(r, v.App.Name)
 	return v, nil
 }

@@ -62,6 +62,10 @@ type AppView struct {
 	Full     *marketplace.Release
 	Gray     *marketplace.Release
 	Releases []*marketplace.Release
+	// Health is each version's figures per stage since the gray release
+	// started (the last day without one): what the automatic rollback
+	// compares.
+	Health []marketplace.StageStats
 }
 
 // Releasable lists the approved versions that may start a release now.

@@ -94,9 +94,14 @@ func TestAppGolden(t *testing.T) {
 		Full:     release(1, 1, "1.0.0", marketplace.StageFull, 100, 0), Gray: release(2, 2, "1.1.0", marketplace.StageGray, 12.5, 1)}
 	v.Gray.Segment = marketplace.Segment{Levels: []int{101, 102}, Regions: []string{"310000"}}
 	v.Releases = []*marketplace.Release{v.Gray, v.Full}
+	v.Health = []marketplace.StageStats{{VersionID: 1, Version: "1.0.0", Stage: "full", Invocations: 900, Errors: 9, P50: 2 * time.Millisecond, P99: 8 * time.Millisecond},
+		{VersionID: 2, Version: "1.1.0", Stage: "gray", Invocations: 100, Errors: 30, P50: 4 * time.Millisecond, P99: 64 * time.Millisecond}}
 	doc := webtest.Render(t, portal.App(v))
 	if got := webtest.Text(webtest.One(t, doc, "gray")); got != "1.1.0 to 12.5% of levels 101, 102; regions 310000" {
 		t.Errorf("gray = %q", got)
+	}
+	if got := webtest.Text(webtest.One(t, doc, "health-1.1.0-gray")); got != "1.1.0 gray 100 30.00% 4ms 64ms" {
+		t.Errorf("gray health = %q", got)
 	}
 	webtest.Golden(t, "app", webtest.HTML(t, portal.App(v)))
 }
