@@ -12,7 +12,7 @@ ADDR      ?= :8080
 RACE_PKGS := ./host/... ./web/...
 TEST_FLAGS ?= -count=1
 
-.PHONY: all build plugins run test test-go tools fixtures bench bench-load fmt vet clean
+.PHONY: all build plugins run test test-go templ templ-check tools fixtures bench bench-load fmt vet clean
 
 all: build
 
@@ -48,14 +48,25 @@ plugins: $(BIN)
 run: build
 	$(BIN) serve --plugins $(APPS_DIR) --addr $(ADDR)
 
-test: tools build
+test: tools build templ-check
 	$(BIN) dev test -- $(MAKE) --no-print-directory test-go
+
+## templ: regenerate the web's *_templ.go from the .templ views (committed)
+templ:
+	$(GO) tool templ generate
+
+## templ-check: fail when regenerating the views changes the committed *_templ.go
+templ-check:
+	@$(GO) tool templ generate >/dev/null 2>&1 || $(GO) tool templ generate
+	@git diff --exit-code --stat -- '*_templ.go' && test -z "$$(git ls-files --others --exclude-standard -- '*_templ.go')" || \
+	  { echo "templ generate changed the committed *_templ.go: run make templ and commit"; exit 1; }
 
 # test-go runs inside `jifu dev test`, which provides the test cluster.
 test-go:
 	$(GO) vet ./...
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/host' -e '/web')
+	$(GO) test $(TEST_FLAGS) -run '^TestFlow' ./web/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 -bench . -benchtime 1x ./...
 

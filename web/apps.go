@@ -12,21 +12,29 @@ import (
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host"
 	"github.com/jifu-open/jifu/host/abi"
+	"github.com/jifu-open/jifu/marketplace"
+	"github.com/jifu-open/jifu/web/respond"
+	"github.com/jifu-open/jifu/web/session"
+	"github.com/jifu-open/jifu/web/store"
 )
 
-// appHandler routes /apps/{slug}/rest to the app's handle_http with Path "/rest".
+// appHandler routes /apps/{slug}/rest to the handle_http of the app version
+// serving the caller, with Path "/rest": the marketplace's releases first,
+// then the apps loaded from a folder.
 type appHandler struct {
 	apps     Apps
 	resolver Resolver
 	user     func(*http.Request) string
+	market   *marketplace.Service
 	log      *slog.Logger
 	dev      bool
+	outbox   bool
 }
 
 // Request headers an app never sees: the platform's own credentials and
 // hop-by-hop fields.
 var hiddenRequestHeaders = map[string]bool{
-	"Cookie": true, "Authorization": true, "X-Jifu-User": true,
+	"Cookie": true, "Authorization": true, "X-Jifu-User": true, "X-Csrf-Token": true,
 	"Connection": true, "Keep-Alive": true, "Proxy-Authorization": true, "Te": true, "Upgrade": true,
 }
 
@@ -37,29 +45,62 @@ var forbiddenResponseHeaders = map[string]bool{
 	"Strict-Transport-Security": true,
 }
 
+func (h *appHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if respond.WantsHTML(r) {
+		back, label := "/store/", "Back to the store"
+		if _, ok := session.UserID(r); ok {
+			back, label = "/store/my", "My apps"
+		}
+		respond.Error(w, r, h.log, store.Page(r, "App error", h.outbox), err, back, label)
+		return
+	}
+	respond.JSON(w, r, h.log, err)
+}
+
+// resolve finds the app version for the caller; done is nil for apps loaded
+// from a folder. market reports whether the marketplace serves it.
+func (h *appHandler) resolve(r *http.Request, slug, user string) (app *host.App, done func(int, error), market bool, err error) {
+	if h.resolver != nil {
+		app, done, err = h.resolver.Resolve(r.Context(), slug, user)
+		if err == nil {
+			return app, done, true, nil
+		}
+		if jifu.ErrorCode(err) != jifu.CodeNotFound {
+			return nil, nil, false, err
+		}
+	}
+	if h.apps != nil {
+		if a, ok := h.apps.App(slug); ok {
+			return a, nil, false, nil
+		}
+	}
+	if err == nil {
+		err = jifu.Errorf(jifu.CodeNotFound, "no app %q", slug)
+	}
+	return nil, nil, false, err
+}
+
 func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	slug := chi.URLParam(r, "slug")
-	var user string
-	switch {
-	case h.dev:
-		user = r.Header.Get("X-Jifu-User")
-	case h.user != nil:
+	user, _ := session.Identity(r)
+	if h.user != nil && !h.dev {
 		user = h.user(r)
 	}
-	var (
-		app  *host.App
-		done func(status int, err error)
-	)
-	if h.resolver != nil {
-		var err error
-		if app, done, err = h.resolver.Resolve(r.Context(), slug, user); err != nil {
-			writeError(w, r, h.log, err)
+	app, done, market, err := h.resolve(r, slug, user)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	// A store user acts through an app only after granting it access on the
+	// consent screen; after a revocation nothing reaches the app.
+	if uid, ok := session.UserID(r); ok && market && h.market != nil {
+		installed, err := h.market.Installed(r.Context(), uid, slug)
+		if err != nil {
+			h.fail(w, r, err)
 			return
 		}
-	} else {
-		var ok bool
-		if app, ok = h.apps.App(slug); !ok {
-			writeError(w, r, h.log, jifu.Errorf(jifu.CodeNotFound, "no app %q", slug))
+		if !installed {
+			h.refuseConsent(w, r, slug)
 			return
 		}
 	}
@@ -68,10 +109,10 @@ func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, r, h.log, jifu.Errorf(host.CodeRequestTooLarge, "request body over the app's %d bytes", limit))
+			h.fail(w, r, jifu.Errorf(host.CodeRequestTooLarge, "request body over the app's %d bytes", limit))
 			return
 		}
-		writeError(w, r, h.log, jifu.Errorf(jifu.CodeInvalid, "reading the request body: %v", err))
+		h.fail(w, r, jifu.Errorf(jifu.CodeInvalid, "reading the request body: %v", err))
 		return
 	}
 	req := &abi.Request{
@@ -92,14 +133,14 @@ func (h *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	caller := host.Caller{RequestID: r.Header.Get("X-Request-Id"), User: user}
 	resp, err := app.HandleHTTP(r.Context(), caller, req)
 	if done != nil {
-		status := 0
+		st := 0
 		if resp != nil {
-			status = resp.Status
+			st = resp.Status
 		}
-		done(status, err)
+		done(st, err)
 	}
 	if err != nil {
-		writeError(w, r, h.log, err)
+		h.fail(w, r, err)
 		return
 	}
 	hdr := w.Header()
@@ -127,4 +168,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, nil
 	}
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+}
+
+func (h *appHandler) refuseConsent(w http.ResponseWriter, r *http.Request, slug string) {
+	err := jifu.Errorf(jifu.CodeDenied, "you have not granted %s access, or you revoked it", slug)
+	if !respond.WantsHTML(r) {
+		respond.JSON(w, r, h.log, err)
+		return
+	}
+	name := slug
+	if l, lerr := h.market.Listing(r.Context(), slug); lerr == nil {
+		name = l.App.Name
+	}
+	respond.Page(w, r, http.StatusForbidden, store.ConsentRequired(store.ConsentRequiredView{Page: store.Page(r, name+": no access", h.outbox),
+		Slug: slug, Name: name}))
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,10 +20,6 @@ import (
 	"github.com/jifu-open/jifu/host/notify"
 	"github.com/jifu-open/jifu/marketplace"
 )
-
-// SessionCookie names the cookie holding a marketplace session token (the
-// store's and the portal's).
-const SessionCookie = "jifu_session"
 
 // releaseEvaluationInterval is how often serve checks gray releases for an
 // automatic rollback.
@@ -95,19 +90,6 @@ func artifactStore(ctx context.Context, e *env) (marketplace.Artifacts, error) {
 func (m *marketplaceParts) close(ctx context.Context) {
 	_ = m.serving.Close(ctx)
 	_ = m.svc.Close(ctx)
-}
-
-// storeUser returns the store user of a request from its session cookie.
-func (m *marketplaceParts) storeUser(r *http.Request) string {
-	c, err := r.Cookie(SessionCookie)
-	if err != nil {
-		return ""
-	}
-	sess, err := m.svc.Authenticate(r.Context(), c.Value)
-	if err != nil || sess.Kind != marketplace.SessionUser {
-		return ""
-	}
-	return marketplace.UserRef(sess.UserID)
 }
 
 // evaluateReleases runs the automatic-rollback check every interval until

@@ -14,6 +14,7 @@ import (
 	"github.com/jifu-open/jifu/host/ratelimit"
 	"github.com/jifu-open/jifu/marketplace"
 	"github.com/jifu-open/jifu/openapi"
+	"github.com/jifu-open/jifu/web/session"
 )
 
 // openAPISweepInterval is how often spent nonces, expired OAuth2 tokens
@@ -52,7 +53,7 @@ func (p *platform) startOpenAPI(ctx context.Context, e *env, ob *outbox.Outbox) 
 		Nonces:        nonces,
 		Limiter:       limiter,
 		Logger:        e.log,
-		SessionCookie: SessionCookie,
+		SessionCookie: session.UserCookie,
 		OAuthSecret:   mac.Sum(nil),
 	}
 	if ob != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,6 +13,7 @@ import (
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/host/payment/page"
+	"github.com/jifu-open/jifu/web/session"
 )
 
 // payments is the payment capability's wiring in serve: the service (given
@@ -36,10 +36,9 @@ func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev paym
 	}
 	mac := hmac.New(sha256.New, masterKey)
 	mac.Write([]byte("jifu.payment.page.v1"))
-	identity := func(*http.Request) string { return "" } // the store's session comes with the marketplace
-	if dev {
-		identity = page.DevIdentity
-	}
+	// The payer is the store session's user (in dev mode, X-Jifu-User when
+	// there is no session); the page is mounted behind web's session layer.
+	identity := func(r *http.Request) string { u, _ := session.Identity(r); return u }
 	ph, err := page.New(page.Config{Payments: svc, Identity: identity, Key: mac.Sum(nil), Logger: log})
 	if err != nil {
 		return nil, err
@@ -54,17 +53,6 @@ func (p *payments) start(ctx context.Context) (stop func()) {
 	done := make(chan struct{})
 	go func() { p.svc.Run(ctx, 5*time.Second); close(done) }()
 	return func() { cancel(); <-done }
-}
-
-// routes serves the confirmation page at /pay/ and everything else with next.
-func (p *payments) routes(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/pay/") {
-			p.page.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // demoCreditLines are the demo users' credit limits `make run` grants, in fen.

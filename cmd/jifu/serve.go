@@ -38,6 +38,9 @@ type serveCmd struct {
 	Seed    bool   `default:"true" negatable:"" help:"Seed demo data on start (idempotent)."`
 
 	Card cardFlags `embed:""`
+	// SecureCookies marks session cookies Secure on plain http, for a
+	// server behind a TLS-terminating proxy.
+	SecureCookies bool `name:"secure-cookies" env:"JIFU_SECURE_COOKIES" help:"Mark session cookies Secure (serving behind an https proxy)."`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
@@ -229,7 +232,11 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			return fmt.Errorf("seeding the marketplace: %w", err)
 		}
 	}
-	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev}
+	// The portal, reviewer pages and store (web/) run on the marketplace;
+	// the SMS outbox is the local channel's, shown in the developer console.
+	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev,
+		Market: p.market.svc, Outbox: p.market.outbox, SecureCookies: c.SecureCookies,
+		Mount: map[string]http.Handler{"/pay": p.pay.page}}
 	defer p.pay.start(ctx)()
 	defer startEscrowSweep(ctx, p.escrow, e.log)()
 	if c.DevApps != "" {
@@ -237,7 +244,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			return err
 		}
 	} else {
-		deps.Resolver, deps.User = p.market.serving, p.market.storeUser
+		deps.Resolver = p.market.serving
 		if err := p.market.serving.Preload(ctx); err != nil {
 			e.log.Warn("preloading released apps failed; they load on first request", "err", err)
 		}
@@ -253,7 +260,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopOpenAPI()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler, closeCard, err := withCard(ctx, p.card, c.Card.CardJobsEvery, c.Seed, openAPI(p.pay.routes(web.New(deps))))
+	handler, closeCard, err := withCard(ctx, p.card, c.Card.CardJobsEvery, c.Seed, openAPI(web.New(deps)))
 	if err != nil {
 		return err
 	}
@@ -279,6 +286,8 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 			fmt.Fprintf(e.stdout, "  app %-12s %s/apps/%s/\n", slug, base, slug)
 		}
 	}
+	fmt.Fprintf(e.stdout, "  app store        %s/store/\n  developer portal %s/portal/   reviewers %s/review/   SMS outbox %s/portal/outbox\n",
+		base, base, base, base)
 	for _, l := range logins {
 		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}
