@@ -12,8 +12,10 @@ package schema
 
 import (
 	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/bank/banksim"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
+	"github.com/jifu-open/jifu/host/funding"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/nonce"
@@ -35,5 +37,6 @@ func Sets() []database.MigrationSet {
 		outbox.RiverMigrations, outbox.Migrations, nonce.Migrations,
 		notify.Migrations, marketplace.Migrations,
 		payment.Migrations,
+		banksim.Migrations, funding.Migrations,
 	}
 }
