@@ -10,7 +10,7 @@
 //	sim, _ := banksim.New(banksim.Config{Pool: pool, Merchants: []banksim.Merchant{{ID: "jifu", Secret: secret, Account: "9558800000000001"}}})
 //	_ = sim.OpenAccount(ctx, "9558800000000001", "Jifu settlement", 1_000_000_00)
 //	_ = sim.OpenAccount(ctx, "6222020200112233445", "u1", 5_000_00)
-//	sim.SetFaults(banksim.Faults{FailRate: 0.1, TimeoutRate: 0.05, Delay: 20 * time.Millisecond})
+//	sim.SetFaults(banksim.Faults{FailRate: 0.1, TimeoutRate: 0.05, ExecuteLost: 0.5, Delay: 20 * time.Millisecond})
 //	http.Serve(ln, sim) // or `jifu banksim`, its own process
 //
 // Account numbers appear in its logs masked (bank.Mask).
@@ -56,12 +56,14 @@ type Merchant struct {
 // Faults is the injected misbehaviour. Each order first waits Delay plus a
 // random part of Jitter; then with probability FailRate it is declined
 // (recorded: a repeat gets the same refusal), and otherwise with
-// probability TimeoutRate its answer is lost: half of those orders execute
-// first, half never do; the bank holds the connection until the caller
-// gives up (or HangMax). Status queries and statements are not faulted.
+// probability TimeoutRate its answer is lost: with probability ExecuteLost
+// the order executes first, otherwise it never does; either way the bank
+// holds the connection until the caller gives up (or HangMax). Status
+// queries and statements are not faulted.
 type Faults struct {
 	FailRate    float64
 	TimeoutRate float64
+	ExecuteLost float64
 	Delay       time.Duration
 	Jitter      time.Duration
 }
@@ -180,7 +182,7 @@ func (s *Server) roll() (delay time.Duration, fail, lose, executeFirst bool) {
 	x := s.dice.Float64()
 	fail = x < f.FailRate
 	lose = !fail && x < f.FailRate+f.TimeoutRate
-	executeFirst = s.dice.IntN(2) == 0
+	executeFirst = s.dice.Float64() < f.ExecuteLost
 	return
 }
 
