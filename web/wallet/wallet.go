@@ -240,7 +240,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request, user string, stat
 	}
 	for _, q := range hist {
 		v.History = append(v.History, row{When: q.CreatedAt.In(bank.CST).Format(time.DateTime),
-			Kind: map[funding.Kind]string{funding.TopUp: "充值 Top-up", funding.Withdraw: "提现 Withdrawal"}[q.Kind],
+			Kind:   map[funding.Kind]string{funding.TopUp: "充值 Top-up", funding.Withdraw: "提现 Withdrawal"}[q.Kind],
 			Amount: "¥" + ledger.Yuan(q.Amount), Account: q.Account, State: string(q.State), StateClass: "state-" + string(q.State),
 			Reason: reasonText(q.Reason)})
 	}
