@@ -40,6 +40,7 @@ type cli struct {
 	App     appCmd     `cmd:"" help:"Developer commands: init, build, check and run an app."`
 	Dev     devCmd     `cmd:"" help:"Commands for working on the platform itself."`
 	Ledger  ledgerCmd  `cmd:"" help:"The host ledger: check invariants, daily report."`
+	Banksim banksimCmd `cmd:"" help:"Run the simulated bank (top-up and withdrawal peer) as its own process."`
 }
 
 // env is what every command receives: the process's environment and output.

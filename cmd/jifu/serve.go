@@ -221,7 +221,12 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopCallbacks()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	handler := p.pay.routes(web.New(deps))
+	fund, err := p.fundingFor(ctx, e, c.Dev, c.Seed)
+	if err != nil {
+		return err
+	}
+	defer fund.start(ctx)()
+	handler := fund.routes(p.pay.routes(web.New(deps)))
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
@@ -246,6 +251,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	for _, l := range logins {
 		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}
+	fmt.Fprintf(e.stdout, "  wallet           %s/wallet\n", base)
 	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
 
 	errc := make(chan error, 1)
