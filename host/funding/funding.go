@@ -89,8 +89,10 @@ type Config struct {
 	Pool   *pgxpool.Pool
 	Ledger *ledger.Ledger
 	Bank   bank.Gateway
-	// BankName is the owner id of the ledger's account for the bank (owner
-	// type bank, account "settlement"); default "banksim".
+	// BankName names the bank: the owner id of the ledger's account for it
+	// (owner type bank, account "settlement"), also recorded with each
+	// request so that Reconcile and CompareStatement ask this bank only
+	// about its own requests; default "banksim".
 	BankName string
 	// MaxAmount bounds one request, in fen; default 5,000,000 (50,000 yuan).
 	MaxAmount int64
@@ -233,9 +235,9 @@ func (s *Service) start(ctx context.Context, kind Kind, user, key string, amount
 	)
 	err = pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		now := s.cfg.Clock()
-		tag, err := tx.Exec(ctx, `INSERT INTO funding_requests (id, user_id, key, kind, amount, account_no, state, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (user_id, key) DO NOTHING`,
-			id, user, key, string(kind), amount, accountNo, now)
+		tag, err := tx.Exec(ctx, `INSERT INTO funding_requests (id, bank, user_id, key, kind, amount, account_no, state, created_at, updated_at)
+			VALUES ($1, $8, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (user_id, key) DO NOTHING`,
+			id, user, key, string(kind), amount, accountNo, now, s.cfg.BankName)
 		if err != nil {
 			return err
 		}
@@ -395,8 +397,8 @@ func (s *Service) Reconcile(ctx context.Context, limit int) (ReconcileResult, er
 	}
 	var out ReconcileResult
 	rows, err := s.cfg.Pool.Query(ctx, `SELECT id FROM funding_requests
-		WHERE state = 'unknown' OR (state = 'pending' AND updated_at < $1) ORDER BY updated_at LIMIT $2`,
-		s.cfg.Clock().Add(-s.cfg.Grace), limit)
+		WHERE bank = $3 AND (state = 'unknown' OR (state = 'pending' AND updated_at < $1)) ORDER BY updated_at LIMIT $2`,
+		s.cfg.Clock().Add(-s.cfg.Grace), limit, s.cfg.BankName)
 	if err != nil {
 		return out, dbError(ctx, err)
 	}

@@ -262,6 +262,12 @@ func TestTimeoutReconciled(t *testing.T) {
 			if tc.kind == funding.TopUp && (w.Available != 100_00 || w.Held != 0) {
 				t.Fatalf("unknown top-up must not credit: %+v", w)
 			}
+			if tc.executed {
+				diff, err := e.svc.CompareStatement(ctx, time.Now())
+				if err != nil || len(diff) != 1 || diff[0].ID != r.ID || diff[0].OurState != funding.StateUnknown || diff[0].BankAmount != 40_00 {
+					t.Fatalf("differences before reconciliation: %+v, %v", diff, err)
+				}
+			}
 			rr, err := e.svc.Reconcile(ctx, 0)
 			if err != nil || rr.Settled < 1 || rr.Unresolved != 0 {
 				t.Fatalf("reconcile: %+v, %v", rr, err)
@@ -452,6 +458,9 @@ func TestFaultSoak(t *testing.T) {
 		if succeeded[line.ID] != line.Amount {
 			t.Fatalf("statement line %+v not a succeeded request", line)
 		}
+	}
+	if diff, err := e.svc.CompareStatement(ctx, time.Now()); err != nil || len(diff) != 0 {
+		t.Fatalf("statement differences after reconciliation: %+v, %v", diff, err)
 	}
 	checkBooks(t, e.l)
 }

@@ -11,6 +11,7 @@ CREATE TABLE funding_accounts (
 -- A withdrawal's ledger hold is taken in the transaction that inserts it.
 CREATE TABLE funding_requests (
     id         text PRIMARY KEY COLLATE "C",
+    bank       text NOT NULL COLLATE "C", -- the gateway's name (Config.BankName)
     user_id    text NOT NULL COLLATE "C",
     key        text NOT NULL COLLATE "C",
     kind       text NOT NULL CHECK (kind IN ('topup', 'withdraw')),
@@ -24,8 +25,9 @@ CREATE TABLE funding_requests (
     updated_at timestamptz NOT NULL,
     UNIQUE (user_id, key)
 );
-CREATE INDEX funding_requests_open ON funding_requests (updated_at) WHERE state IN ('pending', 'unknown');
+CREATE INDEX funding_requests_open ON funding_requests (bank, updated_at) WHERE state IN ('pending', 'unknown');
 CREATE INDEX funding_requests_user ON funding_requests (user_id, created_at DESC);
+CREATE INDEX funding_requests_day ON funding_requests (bank, created_at) WHERE state = 'succeeded';
 
 -- +goose Down
 DROP TABLE funding_requests;
