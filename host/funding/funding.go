@@ -383,7 +383,7 @@ func (s *Service) settle(ctx context.Context, id string, res bank.Result) (Reque
 // ReconcileResult counts what one Reconcile pass did.
 type ReconcileResult struct {
 	Settled    int // requests the bank's status answer settled
-	Unresolved int // requests whose status query failed too (tried again next pass)
+	Unresolved int // requests whose status query failed, or whose booking failed (tried again next pass)
 }
 
 // Reconcile asks the bank the status of every unknown request and of
@@ -414,7 +414,14 @@ func (s *Service) Reconcile(ctx context.Context, limit int) (ReconcileResult, er
 			continue
 		}
 		if _, err := s.settle(ctx, id, res); err != nil {
-			return out, err
+			if ctx.Err() != nil {
+				return out, err
+			}
+			// The bank's answer stands; booking it failed (a withdrawal the
+			// bank paid whose hold can no longer be posted needs a person).
+			s.log.ErrorContext(ctx, "funding: cannot book the bank's outcome", "id", id, "status", res.Status, "err", err)
+			out.Unresolved++
+			continue
 		}
 		out.Settled++
 	}
