@@ -24,7 +24,9 @@ type env struct {
 	l    *ledger.Ledger
 }
 
-func newEnv(t *testing.T, o banktest.Options) *env {
+func newEnv(t *testing.T, o banktest.Options) *env { return newEnvTB(t, o) }
+
+func newEnvTB(t testing.TB, o banktest.Options) *env {
 	t.Helper()
 	pool := dbtest.Pool(t)
 	b := banktest.Start(t, pool, o)
