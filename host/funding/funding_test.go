@@ -466,3 +466,58 @@ func TestFaultSoak(t *testing.T) {
 	}
 	checkBooks(t, e.l)
 }
+
+// neverSends stands for a process that recorded a withdrawal and its hold
+// and died before the bank heard of it.
+type neverSends struct{ bank.Gateway }
+
+func (neverSends) Credit(ctx context.Context, o bank.Order) (bank.Result, error) {
+	<-ctx.Done()
+	return bank.Result{ID: o.ID, Status: bank.Unknown}, ctx.Err()
+}
+
+// TestCrashBeforeTheBank: a pending withdrawal whose order never reached
+// the bank is closed by Reconcile's status query and its hold released.
+func TestCrashBeforeTheBank(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, banktest.Options{})
+	u, acct := e.user(t, "crash", 500_00)
+	if _, err := e.svc.TopUp(ctx, u, "seed", 100_00); err != nil {
+		t.Fatal(err)
+	}
+	bankBefore := e.bank.Balance(t, acct)
+	dying, err := funding.New(funding.Config{Pool: dbtest.Pool(t), Ledger: e.l, Bank: neverSends{e.bank.Client}, BankName: e.bank.Merchant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = dying.Withdraw(cctx, u, "w", 70_00)
+	cancel()
+	if err == nil {
+		t.Fatal("the dying withdrawal returned no error")
+	}
+	h, _ := e.svc.History(ctx, u, 0)
+	if len(h) != 2 || h[0].State != funding.StatePending {
+		t.Fatalf("history %+v; want the withdrawal pending", h)
+	}
+	if w := e.wallet(t, u); w.Held != 70_00 {
+		t.Fatalf("wallet %+v; want 70.00 held", w)
+	}
+	time.Sleep(5 * time.Millisecond) // past Grace
+	if rr, err := e.svc.Reconcile(ctx, 0); err != nil || rr.Settled != 1 {
+		t.Fatalf("reconcile: %+v, %v", rr, err)
+	}
+	got, _ := e.svc.Request(ctx, h[0].ID)
+	if got.State != funding.StateFailed || got.Reason != bank.ReasonNotReceived {
+		t.Fatalf("after reconcile: %+v", got)
+	}
+	if w := e.wallet(t, u); w.Held != 0 || w.Available != 100_00 {
+		t.Fatalf("wallet %+v; want the hold released", w)
+	}
+	// The order arriving late cannot pay out.
+	late, err := e.bank.Client.Credit(ctx, bank.Order{ID: got.ID, Account: acct, Amount: 70_00, Memo: "Jifu withdrawal"})
+	if err != nil || late.Status != bank.Failed || e.bank.Balance(t, acct) != bankBefore {
+		t.Fatalf("late order: %+v, %v", late, err)
+	}
+	checkBooks(t, e.l)
+}
