@@ -42,7 +42,8 @@ func TestParseFaults(t *testing.T) {
 }
 
 // The wallet page serves through `jifu serve` with the in-process bank: a
-// demo user sees its bound account and tops up.
+// demo user sees its bound account and withdraws (not a top-up: the ledger
+// test of this package counts the day's demo top-ups).
 func TestServeWallet(t *testing.T) {
 	c := newCmdEnv(t)
 	base, stop := c.serve("--dev-apps", t.TempDir(), "--dev")
@@ -59,7 +60,7 @@ func TestServeWallet(t *testing.T) {
 	key := regexp.MustCompile(`name="key" value="([^"]+)"`).FindStringSubmatch(body)[1]
 	token := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(body)[1]
 	form := url.Values{"key": {key}, "token": {token}, "amount": {"1.00"}}
-	req, _ := http.NewRequest("POST", base+"/wallet/topup", strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest("POST", base+"/wallet/withdraw", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Jifu-User", "u2")
 	resp, err := http.DefaultClient.Do(req)
@@ -68,11 +69,11 @@ func TestServeWallet(t *testing.T) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("top-up = %d", resp.StatusCode)
+		t.Fatalf("withdrawal = %d", resp.StatusCode)
 	}
 	_, body = httpDo(t, "GET", base+"/wallet", u)
 	if after := avail(body); after == before || !strings.Contains(body, "succeeded") {
-		t.Fatalf("available %s -> %s after a top-up\n%s", before, after, body)
+		t.Fatalf("available %s -> %s after a withdrawal\n%s", before, after, body)
 	}
 	if st, _ := httpDo(t, "GET", base+"/wallet", nil); st != 403 {
 		t.Fatalf("anonymous wallet = %d", st)
