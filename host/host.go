@@ -51,7 +51,8 @@ type Config struct {
 	CacheDir      string // on-disk compilation cache; "" keeps compiled code in memory only
 	Logger        *slog.Logger
 	KV            KVStore
-	Payments      Payments // the payment capability; nil: its functions answer unavailable
+	Payments      Payments      // the payment capability; nil: its functions answer unavailable
+	Escrow        EscrowService // the escrow capability's service (package escrow)
 	Audit         Auditor
 	Consent       ConsentChecker        // default DenyAll
 	Metrics       prometheus.Registerer // default: not registered anywhere
@@ -72,6 +73,7 @@ type Host struct {
 	cache     wazero.CompilationCache
 	registry  *Registry
 	kv        KVStore
+	escrow    EscrowService
 	auditor   Auditor
 	consent   ConsentChecker
 	metrics   *metrics
@@ -85,7 +87,7 @@ const DefaultMaxModuleSize = 32 << 20
 
 // New creates a Host.
 func New(ctx context.Context, cfg Config) (*Host, error) {
-	h := &Host{cfg: cfg, log: cfg.Logger, kv: cfg.KV, auditor: cfg.Audit, consent: cfg.Consent, now: cfg.Clock, rand: cfg.Rand}
+	h := &Host{cfg: cfg, log: cfg.Logger, kv: cfg.KV, escrow: cfg.Escrow, auditor: cfg.Audit, consent: cfg.Consent, now: cfg.Clock, rand: cfg.Rand}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

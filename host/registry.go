@@ -45,6 +45,7 @@ var (
 var scopes = []Scope{
 	{Name: "storage", Description: "Keep the app's own data (a key-value store no other app can read)"},
 	ScopePaymentCreate, ScopePaymentRefund,
+	scopeEscrow,
 }
 
 // functions is the registration table of every host function.
@@ -52,6 +53,7 @@ var functions = []*hostFunc{
 	fnLog, fnClockNow, fnRandom, fnConfigGet, fnResultTake,
 	fnKVGet, fnKVPut, fnKVDelete, fnKVCAS, fnKVScan,
 	fnPaymentCreate, fnPaymentGet, fnPaymentRefund,
+	fnEscrowCall,
 }
 
 // Registry maps scopes to host functions. It is immutable once built.

@@ -41,6 +41,7 @@ type cli struct {
 	Dev     devCmd     `cmd:"" help:"Commands for working on the platform itself."`
 	Ledger  ledgerCmd  `cmd:"" help:"The host ledger: check invariants, daily report."`
 	Banksim banksimCmd `cmd:"" help:"Run the simulated bank (top-up and withdrawal peer) as its own process."`
+	Escrow  escrowCmd  `cmd:"" help:"Escrow custody records: check them against the books."`
 }
 
 // env is what every command receives: the process's environment and output.

@@ -21,6 +21,7 @@ import (
 	"github.com/jifu-open/jifu/host"
 	"github.com/jifu-open/jifu/host/audit"
 	"github.com/jifu-open/jifu/host/configstore"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/marketplace"
@@ -45,6 +46,7 @@ type platform struct {
 	config  *configstore.Store
 	ledger  *ledger.Ledger
 	pay     *payments
+	escrow  *escrow.Service
 	metrics *prometheus.Registry
 	pgpool  *pgxpool.Pool
 	// consents answers the host's consent checks (outside dev mode) and
@@ -86,6 +88,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log); err != nil {
 		return nil, err
 	}
+	p.escrow = newEscrow(pool, p.ledger, e.log, escrowPeers{})
 	p.consents = marketplace.NewConsents(pool)
 	var consent host.ConsentChecker = p.consents
 	if dev {
@@ -96,6 +99,7 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 		Logger:   e.log,
 		KV:       kvstore.New(pool),
 		Payments: p.pay.svc,
+		Escrow:   p.escrow,
 		Audit:    p.audit,
 		Consent:  consent,
 		Metrics:  p.metrics,
@@ -205,6 +209,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev}
 	defer p.pay.start(ctx)()
+	defer startEscrowSweep(ctx, p.escrow, e.log)()
 	if c.DevApps != "" {
 		if err := p.host.LoadDir(ctx, c.DevApps, p.apps, p.appConfig); err != nil {
 			return err

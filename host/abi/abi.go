@@ -26,6 +26,7 @@ const (
 	FnKVCAS      = "kv_cas"      // (key_ptr, key_len, expect i64, val_ptr, val_len) -> i64
 	FnKVScan     = "kv_scan"     // (prefix_ptr, prefix_len, after_ptr, after_len, limit, out_ptr, out_cap) -> i32
 	FnResultTake = "result_take" // (out_ptr, out_cap) -> i32
+	FnEscrowCall = "escrow_call" // (op_ptr, op_len, req_ptr, req_len, out_ptr, out_cap) -> i32
 )
 
 // Result codes returned by host functions as negative i32/i64 values. A

@@ -15,6 +15,7 @@ import (
 	"github.com/jifu-open/jifu/host/bank/banksim"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/funding"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
@@ -38,5 +39,6 @@ func Sets() []database.MigrationSet {
 		notify.Migrations, marketplace.Migrations,
 		payment.Migrations,
 		banksim.Migrations, funding.Migrations,
+		escrow.Migrations,
 	}
 }
