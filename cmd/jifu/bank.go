@@ -20,7 +20,10 @@ import (
 	"github.com/jifu-open/jifu/host/bank"
 	"github.com/jifu-open/jifu/host/bank/banksim"
 	"github.com/jifu-open/jifu/host/database"
+	"github.com/jifu-open/jifu/host/escrow"
 	"github.com/jifu-open/jifu/host/funding"
+	"github.com/jifu-open/jifu/host/funding/escrowbank"
+	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/payment/page"
 	"github.com/jifu-open/jifu/web/wallet"
 )
@@ -45,6 +48,8 @@ var demoBankAccounts = []struct {
 // funding service, its reconcile sweep and the /wallet page.
 type fundingParts struct {
 	svc    *funding.Service
+	client *bank.Client
+	key    []byte // the master key (the page's token key derives from it)
 	page   *wallet.Handler
 	bankLn net.Listener // the in-process bank's listener, when there is one
 	sim    *banksim.Server
@@ -66,11 +71,12 @@ func bankSecret(e *env, masterKey []byte) ([]byte, error) {
 	return m.Sum(nil), nil
 }
 
-// startFunding builds the funding wiring. Without JIFU_BANK_URL it serves
+// newFunding builds the bank client and the funding service (startPlatform
+// calls it: escrow needs the bank too). Without JIFU_BANK_URL it serves
 // banksim in-process on 127.0.0.1 (its tables in the platform database),
 // with faults from JIFU_BANK_FAULTS ("fail=0.1,timeout=0.05,delay=20ms").
-func startFunding(ctx context.Context, e *env, p *platform, masterKey []byte, identity func(*http.Request) string, seed bool) (_ *fundingParts, err error) {
-	f := &fundingParts{log: e.log}
+func newFunding(ctx context.Context, e *env, pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte) (_ *fundingParts, err error) {
+	f := &fundingParts{log: e.log, key: masterKey}
 	defer func() {
 		if err != nil {
 			f.close()
@@ -86,7 +92,7 @@ func startFunding(ctx context.Context, e *env, p *platform, masterKey []byte, id
 		if err != nil {
 			return nil, err
 		}
-		if f.sim, err = banksim.New(banksim.Config{Pool: p.pgpool, Faults: faults, Logger: e.log.With("peer", "banksim"),
+		if f.sim, err = banksim.New(banksim.Config{Pool: pool, Faults: faults, Logger: e.log.With("peer", "banksim"),
 			Merchants: []banksim.Merchant{{ID: bankMerchant, Secret: secret, Account: bankSettlement}}}); err != nil {
 			return nil, err
 		}
@@ -100,33 +106,43 @@ func startFunding(ctx context.Context, e *env, p *platform, masterKey []byte, id
 		go func() { _ = srv.Serve(f.bankLn) }()
 		url = "http://" + f.bankLn.Addr().String()
 	}
-	client, err := bank.NewClient(bank.ClientConfig{URL: url, Merchant: bankMerchant, Secret: secret, Timeout: 10 * time.Second})
-	if err != nil {
+	if f.client, err = bank.NewClient(bank.ClientConfig{URL: url, Merchant: bankMerchant, Secret: secret, Timeout: 10 * time.Second}); err != nil {
 		return nil, err
 	}
-	if f.svc, err = funding.New(funding.Config{Pool: p.pgpool, Ledger: p.ledger, Bank: client, Logger: e.log}); err != nil {
+	if f.svc, err = funding.New(funding.Config{Pool: pool, Ledger: l, Bank: f.client, Logger: e.log}); err != nil {
 		return nil, err
 	}
-	mac := hmac.New(sha256.New, masterKey)
+	return f, nil
+}
+
+// escrowBank is the escrow capability's bank: the same gateway, the users'
+// accounts as bound through funding.
+func (f *fundingParts) escrowBank() escrow.Bank { return escrowbank.New(f.client, f.svc) }
+
+// mountWallet builds the /wallet page, its users known as web knows them,
+// and with seed opens and binds the demo users' bank accounts.
+func (f *fundingParts) mountWallet(ctx context.Context, identity func(*http.Request) string, seed bool) error {
+	mac := hmac.New(sha256.New, f.key)
 	mac.Write([]byte("jifu.wallet.page.v1"))
-	if f.page, err = wallet.New(wallet.Config{Funding: f.svc, Identity: identity, Key: mac.Sum(nil), Logger: e.log}); err != nil {
-		return nil, err
+	var err error
+	if f.page, err = wallet.New(wallet.Config{Funding: f.svc, Identity: identity, Key: mac.Sum(nil), Logger: f.log}); err != nil {
+		return err
 	}
 	if seed {
 		for _, d := range demoBankAccounts {
 			if f.sim != nil {
 				if err := f.sim.OpenAccount(ctx, d.account, d.user, d.fen); err != nil {
-					return nil, err
+					return err
 				}
 			}
 			if _, err := f.svc.BoundAccount(ctx, d.user); jifu.ErrorCode(err) == jifu.CodeNotFound {
 				if err := f.svc.BindAccount(ctx, d.user, d.account); err != nil {
-					return nil, err
+					return err
 				}
 			}
 		}
 	}
-	return f, nil
+	return nil
 }
 
 // start runs the reconcile sweep every 5 s until the returned stop is called.
@@ -134,11 +150,11 @@ func (f *fundingParts) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { f.svc.Run(ctx, 5*time.Second); close(done) }()
-	return func() { cancel(); <-done; f.close() }
+	return func() { cancel(); <-done }
 }
 
 func (f *fundingParts) close() {
-	if f.bankLn != nil {
+	if f != nil && f.bankLn != nil {
 		_ = f.bankLn.Close()
 	}
 }
@@ -267,14 +283,4 @@ func (c banksimCmd) Run(ctx context.Context, e *env) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
-}
-
-// fundingFor starts serve's funding wiring for p (see startFunding), the
-// wallet page knowing users as web does.
-func (p *platform) fundingFor(ctx context.Context, e *env, dev, seed bool) (*fundingParts, error) {
-	key, err := masterKey(e)
-	if err != nil {
-		return nil, err
-	}
-	return startFunding(ctx, e, p, key, walletIdentity(dev, p.market), seed)
 }

@@ -47,6 +47,7 @@ type platform struct {
 	ledger  *ledger.Ledger
 	pay     *payments
 	escrow  *escrow.Service
+	fund    *fundingParts // the bank and funding (cmd/jifu/bank.go)
 	metrics *prometheus.Registry
 	pgpool  *pgxpool.Pool
 	// consents answers the host's consent checks (outside dev mode) and
@@ -88,7 +89,10 @@ func startPlatform(ctx context.Context, e *env, dev bool) (_ *platform, err erro
 	if p.pay, err = newPayments(pool, p.ledger, key, p.apps, dev, e.log); err != nil {
 		return nil, err
 	}
-	p.escrow = newEscrow(pool, p.ledger, e.log, escrowPeers{})
+	if p.fund, err = newFunding(ctx, e, pool, p.ledger, key); err != nil {
+		return nil, err
+	}
+	p.escrow = newEscrow(pool, p.ledger, e.log, escrowPeers{Bank: p.fund.escrowBank()})
 	p.consents = marketplace.NewConsents(pool)
 	var consent host.ConsentChecker = p.consents
 	if dev {
@@ -131,6 +135,7 @@ func (p *platform) Close() {
 	if p.audit != nil {
 		_ = p.audit.Close(ctx)
 	}
+	p.fund.close()
 	if p.pool != nil {
 		p.pool.Close()
 	}
@@ -226,12 +231,11 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopCallbacks()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
-	fund, err := p.fundingFor(ctx, e, c.Dev, c.Seed)
-	if err != nil {
+	if err := p.fund.mountWallet(ctx, walletIdentity(c.Dev, p.market), c.Seed); err != nil {
 		return err
 	}
-	defer fund.start(ctx)()
-	handler := fund.routes(p.pay.routes(web.New(deps)))
+	defer p.fund.start(ctx)()
+	handler := p.fund.routes(p.pay.routes(web.New(deps)))
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return jifu.Errorf(jifu.CodeUnavailable, "listen on %s: %w", c.Addr, err)
