@@ -43,6 +43,7 @@ type cli struct {
 	App     appCmd     `cmd:"" help:"Developer commands: init, build, check and run an app."`
 	Dev     devCmd     `cmd:"" help:"Commands for working on the platform itself."`
 	Ledger  ledgerCmd  `cmd:"" help:"The host ledger: check invariants, daily report."`
+	Banksim banksimCmd `cmd:"" help:"Run the simulated bank (top-up and withdrawal peer) as its own process."`
 	Escrow  escrowCmd  `cmd:"" help:"Escrow custody records: check them against the books."`
 
 	AcquirerSim acquirerSimCmd `cmd:"" name:"acquirer-sim" help:"Run the local card acquirer (ISO 8583 over TCP) with its journal and settlement files."`

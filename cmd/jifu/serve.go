@@ -56,6 +56,7 @@ type platform struct {
 	outbox  *outbox.Outbox // events (payments' outcomes) to apps, developers' servers, statistics
 	link    *marketLink    // the marketplace, once started, for the peers built before it
 	escrow  *escrow.Service
+	fund    *fundingParts // the bank and funding (cmd/jifu/bank.go)
 	metrics *prometheus.Registry
 	pgpool  *pgxpool.Pool
 	// consents answers the host's consent checks (outside dev mode) and
@@ -111,7 +112,12 @@ func startPlatform(ctx context.Context, e *env, dev bool, card cardFlags) (_ *pl
 	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, dev, e.log, methods...); err != nil {
 		return nil, err
 	}
-	p.escrow = newEscrow(pool, p.ledger, e.log, marketEscrowPeers(p.link))
+	if p.fund, err = newFunding(ctx, e, pool, p.ledger, key); err != nil {
+		return nil, err
+	}
+	peers := marketEscrowPeers(p.link)
+	peers.Bank = p.fund.escrowBank()
+	p.escrow = newEscrow(pool, p.ledger, e.log, peers)
 	p.consents = marketplace.NewConsents(pool)
 	var consent host.ConsentChecker = p.consents
 	if dev {
@@ -156,6 +162,7 @@ func (p *platform) Close() {
 		_ = p.audit.Close(ctx)
 	}
 	p.card.close()
+	p.fund.close()
 	if p.pool != nil {
 		p.pool.Close()
 	}
@@ -260,6 +267,11 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	defer stopOpenAPI()
 	go p.market.evaluateReleases(ctx, e, releaseEvaluationInterval)
+	if err := p.fund.mountWallet(ctx, walletIdentity, c.Seed); err != nil {
+		return err
+	}
+	defer p.fund.start(ctx)()
+	deps.Mount["/wallet"] = p.fund.page
 	handler, closeCard, err := withCard(ctx, p.card, c.Card.CardJobsEvery, c.Seed, openAPI(web.New(deps)))
 	if err != nil {
 		return err
@@ -292,6 +304,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}
 	fmt.Fprintf(e.stdout, "  open API         %s/openapi/v1/  %s/openapi.json\n", base, base)
+	fmt.Fprintf(e.stdout, "  wallet           %s/wallet\n", base)
 	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
 
 	errc := make(chan error, 1)

@@ -12,10 +12,12 @@ package schema
 
 import (
 	"github.com/jifu-open/jifu/host/audit"
+	"github.com/jifu-open/jifu/host/bank/banksim"
 	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/configstore"
 	"github.com/jifu-open/jifu/host/database"
 	"github.com/jifu-open/jifu/host/escrow"
+	"github.com/jifu-open/jifu/host/funding"
 	"github.com/jifu-open/jifu/host/kvstore"
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/nonce"
@@ -41,5 +43,7 @@ func Sets() []database.MigrationSet {
 		escrow.Migrations,
 		openapi.Migrations,
 		cardpay.Migrations,
+		banksim.Migrations, funding.Migrations,
+		escrow.Migrations,
 	}
 }
