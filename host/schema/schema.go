@@ -44,6 +44,5 @@ func Sets() []database.MigrationSet {
 		openapi.Migrations,
 		cardpay.Migrations,
 		banksim.Migrations, funding.Migrations,
-		escrow.Migrations,
 	}
 }
