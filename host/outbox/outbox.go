@@ -282,46 +282,70 @@ func (o *Outbox) Stop(ctx context.Context) error {
 // transaction: they become visible, and are delivered, only if tx commits.
 // Enqueuing the same event (same id and content) again is a no-op that
 // returns created=false; the same id with other content is CodeConflict.
+//
+// A new event costs three round trips whatever the number of sinks: the
+// event row (with the duplicate check in the same statement), River's one
+// insert of all the jobs (plus, at most every so often per queue, River's
+// insert notification), and all the delivery rows with their job ids.
 func (o *Outbox) Enqueue(ctx context.Context, tx pgx.Tx, ev Event) (created bool, err error) {
 	if err := ev.Validate(); err != nil {
 		return false, err
 	}
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO outbox_events (id, app, type, user_id, payload) VALUES ($1, $2, $3, $4, $5::jsonb)
-		ON CONFLICT (id) DO NOTHING`, ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload))
+	// The statement's snapshot predates its own insert, so the comparison
+	// reads only a row that existed before: NULL when the insert happened.
+	var (
+		inserted bool
+		same     *bool
+	)
+	err = tx.QueryRow(ctx, `
+		WITH ins AS (
+			INSERT INTO outbox_events (id, app, type, user_id, payload) VALUES ($1, $2, $3, $4, $5::jsonb)
+			ON CONFLICT (id) DO NOTHING RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM ins),
+			(SELECT app = $2 AND type = $3 AND user_id = $4 AND payload = $5::jsonb FROM outbox_events WHERE id = $1)`,
+		ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload)).Scan(&inserted, &same)
 	if err != nil {
 		return false, database.QueryError(ctx, "outbox: enqueue", err)
 	}
-	if tag.RowsAffected() == 0 {
-		var same bool
-		err := tx.QueryRow(ctx, `
-			SELECT app = $2 AND type = $3 AND user_id = $4 AND payload = $5::jsonb
-			FROM outbox_events WHERE id = $1`, ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload)).Scan(&same)
-		if err != nil {
-			return false, database.QueryError(ctx, "outbox: enqueue", err)
+	if !inserted {
+		if same == nil {
+			// Another transaction committed the id while this statement
+			// waited on it: its row is newer than the snapshot. Read it now.
+			var s bool
+			err := tx.QueryRow(ctx, `
+				SELECT app = $2 AND type = $3 AND user_id = $4 AND payload = $5::jsonb
+				FROM outbox_events WHERE id = $1`, ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload)).Scan(&s)
+			if err != nil {
+				return false, database.QueryError(ctx, "outbox: enqueue", err)
+			}
+			same = &s
 		}
-		if !same {
+		if !*same {
 			return false, jifu.Errorf(jifu.CodeConflict, "outbox: event id %s was already used for another event", ev.ID)
 		}
 		return false, nil
 	}
-	params := make([]river.InsertManyParams, 0, len(o.names))
-	for _, sink := range o.names {
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox_deliveries (event_id, sink, app) VALUES ($1, $2, $3)`,
-			ev.ID, sink, ev.App); err != nil {
-			return false, database.QueryError(ctx, "outbox: enqueue", err)
-		}
-		params = append(params, river.InsertManyParams{Args: DeliverArgs{EventID: ev.ID, Sink: sink}, InsertOpts: o.insertOpts()})
+	params := make([]river.InsertManyParams, len(o.names))
+	for i, sink := range o.names {
+		params[i] = river.InsertManyParams{Args: DeliverArgs{EventID: ev.ID, Sink: sink}, InsertOpts: o.insertOpts()}
 	}
 	res, err := o.client.InsertManyTx(ctx, tx, params)
 	if err != nil {
 		return false, jifu.Errorf(jifu.CodeUnavailable, "outbox: enqueue delivery jobs: %w", err)
 	}
+	if len(res) != len(o.names) {
+		return false, jifu.Errorf(jifu.CodeInternal, "outbox: enqueue: river inserted %d jobs for %d sinks", len(res), len(o.names))
+	}
+	jobs := make([]int64, len(res))
 	for i, r := range res {
-		if _, err := tx.Exec(ctx, `UPDATE outbox_deliveries SET job_id = $3 WHERE event_id = $1 AND sink = $2`,
-			ev.ID, o.names[i], r.Job.ID); err != nil {
-			return false, database.QueryError(ctx, "outbox: enqueue", err)
-		}
+		jobs[i] = r.Job.ID
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO outbox_deliveries (event_id, sink, app, job_id)
+		SELECT $1, s.sink, $2, s.job_id FROM unnest($3::text[], $4::bigint[]) AS s (sink, job_id)`,
+		ev.ID, ev.App, o.names, jobs); err != nil {
+		return false, database.QueryError(ctx, "outbox: enqueue", err)
 	}
 	return true, nil
 }
