@@ -246,6 +246,7 @@ func New(cfg Config) (*Outbox, error) {
 		FetchPollInterval:      cfg.FetchPollInterval,
 		LeaderElectionDisabled: cfg.LeaderElectionDisabled,
 		Logger:                 o.log,
+		Middleware:             []rivertype.Middleware{river.JobInsertMiddlewareFunc(presetJobIDs)},
 	})
 	if err != nil {
 		return nil, jifu.Errorf(jifu.CodeInvalid, "outbox: river client: %w", err)
@@ -282,48 +283,101 @@ func (o *Outbox) Stop(ctx context.Context) error {
 // transaction: they become visible, and are delivered, only if tx commits.
 // Enqueuing the same event (same id and content) again is a no-op that
 // returns created=false; the same id with other content is CodeConflict.
+//
+// A new event costs two statements whatever the number of sinks: one writes
+// the event and its delivery rows, checks for a duplicate and takes the
+// jobs' ids from River's sequence; then River inserts all the jobs with
+// those ids (plus, at most every FetchCooldown per queue, River's insert
+// notification). A duplicate costs one.
 func (o *Outbox) Enqueue(ctx context.Context, tx pgx.Tx, ev Event) (created bool, err error) {
 	if err := ev.Validate(); err != nil {
 		return false, err
 	}
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO outbox_events (id, app, type, user_id, payload) VALUES ($1, $2, $3, $4, $5::jsonb)
-		ON CONFLICT (id) DO NOTHING`, ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload))
+	// The statement's snapshot predates its own insert, so the comparison
+	// reads only a row that existed before: NULL when the insert happened.
+	// The delivery rows reference the event inserted by the same statement:
+	// the foreign key is checked at the statement's end.
+	var (
+		inserted bool
+		same     *bool
+		sinks    []string
+		jobs     []int64
+	)
+	err = tx.QueryRow(ctx, `
+		WITH ins AS (
+			INSERT INTO outbox_events (id, app, type, user_id, payload) VALUES ($1, $2, $3, $4, $5::jsonb)
+			ON CONFLICT (id) DO NOTHING RETURNING id
+		), dl AS (
+			INSERT INTO outbox_deliveries (event_id, sink, app, job_id)
+			SELECT ins.id, s.sink, $2, nextval('river_job_id_seq') FROM ins, unnest($6::text[]) AS s (sink)
+			RETURNING sink, job_id
+		)
+		SELECT EXISTS (SELECT 1 FROM ins),
+			(SELECT app = $2 AND type = $3 AND user_id = $4 AND payload = $5::jsonb FROM outbox_events WHERE id = $1),
+			(SELECT coalesce(array_agg(sink ORDER BY job_id), '{}') FROM dl),
+			(SELECT coalesce(array_agg(job_id ORDER BY job_id), '{}') FROM dl)`,
+		ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload), o.names).Scan(&inserted, &same, &sinks, &jobs)
 	if err != nil {
 		return false, database.QueryError(ctx, "outbox: enqueue", err)
 	}
-	if tag.RowsAffected() == 0 {
-		var same bool
-		err := tx.QueryRow(ctx, `
-			SELECT app = $2 AND type = $3 AND user_id = $4 AND payload = $5::jsonb
-			FROM outbox_events WHERE id = $1`, ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload)).Scan(&same)
-		if err != nil {
-			return false, database.QueryError(ctx, "outbox: enqueue", err)
+	if !inserted {
+		if same == nil {
+			// Another transaction committed the id while this statement
+			// waited on it: its row is newer than the snapshot. Read it now.
+			var s bool
+			err := tx.QueryRow(ctx, `
+				SELECT app = $2 AND type = $3 AND user_id = $4 AND payload = $5::jsonb
+				FROM outbox_events WHERE id = $1`, ev.ID, ev.App, ev.Type, ev.User, string(ev.Payload)).Scan(&s)
+			if err != nil {
+				return false, database.QueryError(ctx, "outbox: enqueue", err)
+			}
+			same = &s
 		}
-		if !same {
+		if !*same {
 			return false, jifu.Errorf(jifu.CodeConflict, "outbox: event id %s was already used for another event", ev.ID)
 		}
 		return false, nil
 	}
-	params := make([]river.InsertManyParams, 0, len(o.names))
-	for _, sink := range o.names {
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox_deliveries (event_id, sink, app) VALUES ($1, $2, $3)`,
-			ev.ID, sink, ev.App); err != nil {
-			return false, database.QueryError(ctx, "outbox: enqueue", err)
-		}
-		params = append(params, river.InsertManyParams{Args: DeliverArgs{EventID: ev.ID, Sink: sink}, InsertOpts: o.insertOpts()})
+	if len(sinks) != len(jobs) || len(sinks) != len(o.names) {
+		return false, jifu.Errorf(jifu.CodeInternal, "outbox: enqueue: %d delivery rows for %d sinks", len(sinks), len(o.names))
 	}
-	res, err := o.client.InsertManyTx(ctx, tx, params)
+	params := make([]river.InsertManyParams, len(sinks))
+	for i, sink := range sinks {
+		params[i] = river.InsertManyParams{Args: DeliverArgs{EventID: ev.ID, Sink: sink}, InsertOpts: o.insertOpts()}
+	}
+	res, err := o.client.InsertManyTx(context.WithValue(ctx, jobIDsKey{}, jobs), tx, params)
 	if err != nil {
 		return false, jifu.Errorf(jifu.CodeUnavailable, "outbox: enqueue delivery jobs: %w", err)
 	}
+	if len(res) != len(jobs) {
+		return false, jifu.Errorf(jifu.CodeInternal, "outbox: enqueue: river inserted %d jobs for %d sinks", len(res), len(jobs))
+	}
 	for i, r := range res {
-		if _, err := tx.Exec(ctx, `UPDATE outbox_deliveries SET job_id = $3 WHERE event_id = $1 AND sink = $2`,
-			ev.ID, o.names[i], r.Job.ID); err != nil {
-			return false, database.QueryError(ctx, "outbox: enqueue", err)
+		if r.Job.ID != jobs[i] {
+			// A River version that ignores preset ids: the delivery rows
+			// would name the wrong jobs. Fail the transaction rather.
+			return false, jifu.Errorf(jifu.CodeInternal, "outbox: enqueue: river gave job %d the id %d, not %d", i, r.Job.ID, jobs[i])
 		}
 	}
 	return true, nil
+}
+
+// jobIDsKey carries the ids Enqueue took for its jobs to presetJobIDs.
+type jobIDsKey struct{}
+
+// presetJobIDs is River insert middleware: when the context carries one id
+// per job (Enqueue's, from river_job_id_seq, already in the delivery rows),
+// River inserts the jobs with those ids instead of drawing new ones (its
+// insert takes a given id, else nextval of the same sequence). Other
+// inserts (Replay) pass through.
+func presetJobIDs(ctx context.Context, params []*rivertype.JobInsertParams,
+	inner func(context.Context) ([]*rivertype.JobInsertResult, error)) ([]*rivertype.JobInsertResult, error) {
+	if ids, ok := ctx.Value(jobIDsKey{}).([]int64); ok && len(ids) == len(params) {
+		for i, p := range params {
+			p.ID = &ids[i]
+		}
+	}
+	return inner(ctx)
 }
 
 func (o *Outbox) insertOpts() *river.InsertOpts {

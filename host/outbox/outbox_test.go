@@ -259,6 +259,99 @@ func TestEnqueueIdempotent(t *testing.T) {
 	if jobs != 2 {
 		t.Errorf("%d delivery jobs, want one per sink (2)", jobs)
 	}
+
+	// Each delivery row names its own sink's job.
+	var linked int
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FROM outbox_deliveries d JOIN river_job j ON j.id = d.job_id
+		WHERE d.event_id = 'idem-1' AND j.args->>'sink' = d.sink AND j.args->>'event_id' = d.event_id`).Scan(&linked); err != nil {
+		t.Fatal(err)
+	}
+	if linked != 2 {
+		t.Errorf("%d deliveries linked to their sink's job, want 2", linked)
+	}
+}
+
+// TestEnqueueRacing enqueues an event id in a second transaction while a
+// first one holds the same id uncommitted: the second waits, then sees the
+// first's outcome (a duplicate, a conflict, or nothing when it rolled back).
+func TestEnqueueRacing(t *testing.T) {
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	ob, err := outbox.New(outbox.Config{Pool: pool, Queue: queue(t), Logger: quiet,
+		Sinks: map[string]outbox.Sink{"webhook": &recorder{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name        string
+		second      json.RawMessage
+		commit      bool
+		wantCreated bool
+		code        string
+		wantJobs    int
+	}{
+		{"same event", json.RawMessage(`{"a":1}`), true, false, "", 1},
+		{"other payload", json.RawMessage(`{"a":2}`), true, false, jifu.CodeConflict, 1},
+		{"first rolled back", json.RawMessage(`{"a":2}`), false, true, "", 1},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := fmt.Sprintf("race-%d", i)
+			first, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+			if _, err := ob.Enqueue(ctx, first, outbox.Event{ID: id, App: "acme", Type: "payment.succeeded", Payload: json.RawMessage(`{"a":1}`)}); err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				created bool
+				err     error
+			}
+			done := make(chan result, 1)
+			go func() {
+				var r result
+				r.err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					var err error
+					r.created, err = ob.Enqueue(ctx, tx, outbox.Event{ID: id, App: "acme", Type: "payment.succeeded", Payload: c.second})
+					return err
+				})
+				done <- r
+			}()
+			select {
+			case r := <-done:
+				t.Fatalf("second Enqueue did not wait for the first transaction: %v, %v", r.created, r.err)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if c.commit {
+				err = first.Commit(ctx)
+			} else {
+				err = first.Rollback(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("second Enqueue still waiting")
+			}
+			if r.created != c.wantCreated || jifu.ErrorCode(r.err) != c.code {
+				t.Errorf("second Enqueue = %v, %v; want %v, code %q", r.created, r.err, c.wantCreated, c.code)
+			}
+			var jobs, deliveries int
+			if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM river_job WHERE args->>'event_id' = $1),
+				(SELECT count(*) FROM outbox_deliveries WHERE event_id = $1 AND job_id IS NOT NULL)`, id).Scan(&jobs, &deliveries); err != nil {
+				t.Fatal(err)
+			}
+			if jobs != c.wantJobs || deliveries != c.wantJobs {
+				t.Errorf("%d jobs, %d deliveries; want %d of each", jobs, deliveries, c.wantJobs)
+			}
+		})
+	}
 }
 
 // TestRolledBackNeverSent enqueues one event in a transaction that rolls
