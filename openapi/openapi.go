@@ -20,6 +20,7 @@ package openapi
 import (
 	"context"
 	"encoding/json"
+	"github.com/jifu-open/jifu/web/respond"
 	"log/slog"
 	"net/http"
 	"time"
@@ -159,8 +160,8 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// Status maps an error code to the open API's HTTP status: the one place
-// this happens for /openapi/v1.
+// Status maps an error code to the open API's HTTP status: its own codes
+// here, every other through web/respond.Status.
 func Status(code string) int {
 	if st := opensign.Status(code); st != 0 {
 		return st
@@ -170,22 +171,8 @@ func Status(code string) int {
 		return http.StatusUnauthorized
 	case CodeIPDenied, CodeScopeMissing, CodeEnvironment, jifu.CodeDenied:
 		return http.StatusForbidden
-	case ratelimit.CodeLimited, jifu.CodeLimit:
-		return http.StatusTooManyRequests
-	case jifu.CodeInvalid:
-		return http.StatusBadRequest
-	case jifu.CodeNotFound:
-		return http.StatusNotFound
-	case jifu.CodeConflict:
-		return http.StatusConflict
-	case jifu.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case jifu.CodeTimeout:
-		return http.StatusGatewayTimeout
-	case jifu.CodeUnavailable:
-		return http.StatusServiceUnavailable
 	}
-	return http.StatusInternalServerError
+	return respond.Status(code) // the generic codes as every web answer maps them
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/jifu-open/jifu/web/respond"
 	"io"
 	"net/http"
 	"os"
@@ -61,7 +62,7 @@ func withCard(ctx context.Context, c *cardCore, every time.Duration, seed bool, 
 		return nil, nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/card/", http.StripPrefix("/card", c.svc.Handler(nil)))
+	mux.Handle("/card/", http.StripPrefix("/card", c.svc.Handler(respond.Status)))
 	mux.Handle("/", h)
 	return mux, stop, nil
 }

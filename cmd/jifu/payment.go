@@ -13,6 +13,7 @@ import (
 	"github.com/jifu-open/jifu/host/ledger"
 	"github.com/jifu-open/jifu/host/payment"
 	"github.com/jifu-open/jifu/host/payment/page"
+	"github.com/jifu-open/jifu/web/respond"
 	"github.com/jifu-open/jifu/web/session"
 )
 
@@ -39,7 +40,7 @@ func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev paym
 	// The payer is the store session's user (in dev mode, X-Jifu-User when
 	// there is no session); the page is mounted behind web's session layer.
 	identity := func(r *http.Request) string { u, _ := session.Identity(r); return u }
-	ph, err := page.New(page.Config{Payments: svc, Identity: identity, Key: mac.Sum(nil), Logger: log})
+	ph, err := page.New(page.Config{Payments: svc, Identity: identity, Key: mac.Sum(nil), Logger: log, Status: respond.Status})
 	if err != nil {
 		return nil, err
 	}

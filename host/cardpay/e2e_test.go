@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/jifu-open/jifu/web/respond"
 	"io"
 	"log/slog"
 	"net/http"
@@ -131,7 +132,7 @@ func start(t testing.TB) (*env, error) {
 	if err := svc.RegisterBDK(ctx, "bdk-test", "tdes", testBDK); err != nil {
 		return nil, err
 	}
-	e := &env{master: master, svc: svc, sim: sim, logs: logs, ctx: ctx, srv: httptest.NewServer(svc.Handler(nil))}
+	e := &env{master: master, svc: svc, sim: sim, logs: logs, ctx: ctx, srv: httptest.NewServer(svc.Handler(respond.Status))}
 	return e, nil
 }
 

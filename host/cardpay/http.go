@@ -30,11 +30,18 @@ type HTTPResult struct {
 //	POST /pay                                  the request body of package request
 //	GET  /slip?org_id=&merchant_id=&order_id=  the sale slip (签购单)
 //
-// writeErr renders errors (the web package's mapping of codes to statuses
-// when mounted there); nil uses a minimal JSON rendering.
-func (s *Service) Handler(writeErr func(http.ResponseWriter, *http.Request, error)) http.Handler {
-	if writeErr == nil {
-		writeErr = defaultWriteErr
+// status maps an error code to its HTTP status: the web layer's one mapping
+// (web/respond.Status), which the card core does not keep a copy of.
+func (s *Service) Handler(status func(code string) int) http.Handler {
+	writeErr := func(w http.ResponseWriter, _ *http.Request, err error) {
+		var body struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		body.Error.Code, body.Error.Message = jifu.ErrorCode(err), jifu.ErrorMessage(err)
+		writeJSON(w, status(body.Error.Code), body)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /pay", func(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +68,7 @@ func (s *Service) Handler(writeErr func(http.ResponseWriter, *http.Request, erro
 				Code    string `json:"code"`
 				Message string `json:"message"`
 			}{jifu.ErrorCode(err), jifu.ErrorMessage(err)}
-			st = statusOf(jifu.ErrorCode(err))
+			st = status(jifu.ErrorCode(err))
 		}
 		writeJSON(w, st, out)
 	})
@@ -81,35 +88,4 @@ func writeJSON(w http.ResponseWriter, st int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(st)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func statusOf(code string) int {
-	switch code {
-	case jifu.CodeInvalid:
-		return http.StatusBadRequest
-	case jifu.CodeNotFound:
-		return http.StatusNotFound
-	case jifu.CodeConflict:
-		return http.StatusConflict
-	case jifu.CodeDenied:
-		return http.StatusForbidden
-	case jifu.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case jifu.CodeTimeout:
-		return http.StatusGatewayTimeout
-	case jifu.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-func defaultWriteErr(w http.ResponseWriter, _ *http.Request, err error) {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = jifu.ErrorCode(err), jifu.ErrorMessage(err)
-	writeJSON(w, statusOf(body.Error.Code), body)
 }

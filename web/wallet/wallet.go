@@ -23,6 +23,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"github.com/jifu-open/jifu/web/respond"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -123,7 +124,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, user, action stri
 	ctx := r.Context()
 	if action == "account" {
 		if err := h.cfg.Funding.BindAccount(ctx, user, strings.ReplaceAll(r.PostForm.Get("account"), " ", "")); err != nil {
-			h.show(w, r, user, statusOf(err), notice{Error: message(err)})
+			h.show(w, r, user, respond.Status(jifu.ErrorCode(err)), notice{Error: message(err)})
 			return
 		}
 		h.show(w, r, user, http.StatusOK, notice{OK: "已绑定银行账户 Bank account bound"})
@@ -141,7 +142,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, user, action stri
 		req, err = h.cfg.Funding.Withdraw(ctx, user, key, amount)
 	}
 	if err != nil {
-		h.show(w, r, user, statusOf(err), notice{Error: message(err)})
+		h.show(w, r, user, respond.Status(jifu.ErrorCode(err)), notice{Error: message(err)})
 		return
 	}
 	h.show(w, r, user, http.StatusOK, outcome(req))
@@ -175,20 +176,6 @@ func reasonText(r string) string {
 		return t
 	}
 	return r
-}
-
-func statusOf(err error) int {
-	switch jifu.ErrorCode(err) {
-	case jifu.CodeInvalid:
-		return http.StatusBadRequest
-	case jifu.CodeNotFound:
-		return http.StatusNotFound
-	case jifu.CodeConflict:
-		return http.StatusConflict
-	case jifu.CodeUnavailable, jifu.CodeTimeout:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }
 
 func message(err error) string {
@@ -249,7 +236,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request, user string, stat
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.log.WarnContext(r.Context(), "wallet page", "err", err)
-	h.render(w, r, statusOf(err), errorPage(message(err)))
+	h.render(w, r, respond.Status(jifu.ErrorCode(err)), errorPage(message(err)))
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {

@@ -55,6 +55,9 @@ type Config struct {
 	Key      []byte // the HMAC key of form tokens, at least 32 bytes
 	Logger   *slog.Logger
 	Clock    func() time.Time // default time.Now; the service's clock
+	// Status maps an error code to the HTTP status of the error page: the
+	// web layer's one mapping (web/respond.Status), required.
+	Status func(code string) int
 }
 
 // Handler serves GET and POST /pay/{id}.
@@ -65,8 +68,8 @@ type Handler struct {
 
 // New returns the page's handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Payments == nil || cfg.Identity == nil || len(cfg.Key) < 32 {
-		return nil, jifu.Errorf(jifu.CodeInvalid, "payment page: Payments, Identity and a key of 32 bytes or more are required")
+	if cfg.Payments == nil || cfg.Identity == nil || cfg.Status == nil || len(cfg.Key) < 32 {
+		return nil, jifu.Errorf(jifu.CodeInvalid, "payment page: Payments, Identity, Status and a key of 32 bytes or more are required")
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger}
 	if h.log == nil {
@@ -304,19 +307,7 @@ func payeeOf(in payment.Intent) string {
 
 // fail shows an error page with the code's status.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusInternalServerError
-	switch jifu.ErrorCode(err) {
-	case jifu.CodeInvalid:
-		status = http.StatusBadRequest
-	case jifu.CodeNotFound:
-		status = http.StatusNotFound
-	case jifu.CodeDenied:
-		status = http.StatusForbidden
-	case jifu.CodeConflict:
-		status = http.StatusConflict
-	case jifu.CodeUnavailable, jifu.CodeTimeout:
-		status = http.StatusServiceUnavailable
-	}
+	status := h.cfg.Status(jifu.ErrorCode(err))
 	msg := jifu.ErrorMessage(err)
 	if status >= 500 {
 		h.log.WarnContext(r.Context(), "payment page failed", "path", r.URL.Path, "err", err)

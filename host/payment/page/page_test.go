@@ -3,6 +3,7 @@ package page_test
 import (
 	"context"
 	"errors"
+	"github.com/jifu-open/jifu/web/respond"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -38,7 +39,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := page.New(page.Config{Payments: w.svc, Identity: page.DevIdentity, Key: key})
+	h, err := page.New(page.Config{Payments: w.svc, Identity: page.DevIdentity, Key: key, Status: respond.Status})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,10 +235,13 @@ func TestConfirmCombinedOnPage(t *testing.T) {
 }
 
 func TestNewRefusesWeakKey(t *testing.T) {
-	if _, err := page.New(page.Config{Payments: nil, Identity: page.DevIdentity, Key: key}); err == nil {
+	if _, err := page.New(page.Config{Payments: nil, Identity: page.DevIdentity, Key: key, Status: respond.Status}); err == nil {
 		t.Fatal("no payments")
 	}
-	if _, err := page.New(page.Config{Payments: &payment.Service{}, Identity: page.DevIdentity, Key: []byte("short")}); err == nil {
+	if _, err := page.New(page.Config{Payments: &payment.Service{}, Identity: page.DevIdentity, Key: []byte("short"), Status: respond.Status}); err == nil {
 		t.Fatal("short key")
+	}
+	if _, err := page.New(page.Config{Payments: &payment.Service{}, Identity: page.DevIdentity, Key: key}); err == nil {
+		t.Fatal("no status mapping")
 	}
 }
