@@ -30,7 +30,7 @@ type payments struct {
 // page's form-token key. ev receives the outcomes inside their transactions
 // (paymentEvents: the platform outbox). methods, when given, replace the
 // default ones (balance, credit), as serve does to add card.
-func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev payment.Events, dev bool, log *slog.Logger, methods ...payment.Method) (*payments, error) {
+func newPayments(pool *pgxpool.Pool, l *ledger.Ledger, masterKey []byte, ev payment.Events, log *slog.Logger, methods ...payment.Method) (*payments, error) {
 	svc, err := payment.New(payment.Config{Pool: pool, Ledger: l, Events: ev, Logger: log, Methods: methods})
 	if err != nil {
 		return nil, err

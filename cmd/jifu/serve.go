@@ -109,7 +109,7 @@ func startPlatform(ctx context.Context, e *env, dev bool, card cardFlags) (_ *pl
 	if p.card != nil {
 		methods = []payment.Method{payment.Balance{}, payment.Credit{}, p.card.method()}
 	}
-	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, dev, e.log, methods...); err != nil {
+	if p.pay, err = newPayments(pool, p.ledger, key, paymentEvents{ob: p.outbox}, e.log, methods...); err != nil {
 		return nil, err
 	}
 	if p.fund, err = newFunding(ctx, e, pool, p.ledger, key); err != nil {
