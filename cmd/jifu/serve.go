@@ -41,6 +41,8 @@ type serveCmd struct {
 	// SecureCookies marks session cookies Secure on plain http, for a
 	// server behind a TLS-terminating proxy.
 	SecureCookies bool `name:"secure-cookies" env:"JIFU_SECURE_COOKIES" help:"Mark session cookies Secure (serving behind an https proxy)."`
+	// DebugAddr serves net/http/pprof on a loopback address of its own.
+	DebugAddr string `name:"debug-addr" env:"JIFU_DEBUG_ADDR" help:"Serve Go's profiler (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060."`
 }
 
 // platform is everything serve and app run start, in the order to stop it.
@@ -219,6 +221,11 @@ func seed(ctx context.Context, p *platform) error {
 }
 
 func (c serveCmd) Run(ctx context.Context, e *env) error {
+	stopDebug, err := startDebug(ctx, c.DebugAddr, e.log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	p, err := startPlatform(ctx, e, c.Dev, c.Card)
 	if err != nil {
 		return err

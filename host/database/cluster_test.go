@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,10 +116,18 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatal("first StartCluster: Started() = false")
 	}
 	want := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.Port())
+	if got := c.TCPURL("postgres"); got != want {
+		t.Fatalf("TCPURL = %q, want %q", got, want)
+	}
+	// URL goes through the Unix socket in the cluster's directory.
+	want = fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", url.QueryEscape(opts.Dir), c.Port())
 	if got := c.URL("postgres"); got != want {
 		t.Fatalf("URL = %q, want %q", got, want)
 	}
 	exec1(t, c.URL("postgres"), `CREATE TABLE kept (v text); INSERT INTO kept VALUES ('hello')`)
+	if !answers(ctx, c.TCPURL("postgres")) {
+		t.Fatal("the server does not answer over TCP")
+	}
 
 	// A second start finds the running server and reuses it.
 	again, err := database.StartCluster(ctx, opts)
@@ -128,8 +137,8 @@ func TestClusterLifecycle(t *testing.T) {
 	if again.Started() {
 		t.Error("StartCluster on a running cluster: Started() = true, want reuse")
 	}
-	if again.Port() != c.Port() {
-		t.Errorf("reused port = %d, want %d", again.Port(), c.Port())
+	if again.Port() != c.Port() || again.URL("postgres") != c.URL("postgres") {
+		t.Errorf("reused cluster at %s, want %s", again.URL("postgres"), c.URL("postgres"))
 	}
 	if err := again.Stop(ctx); err != nil {
 		t.Fatal(err)

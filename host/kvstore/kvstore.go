@@ -53,7 +53,8 @@ type Entry struct {
 // Store reads and writes the entries of every namespace. It is safe for
 // concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	reads reads // coalesces concurrent Gets (reads.go)
 }
 
 // New returns a Store keeping its entries in pool's database, which must be
@@ -61,10 +62,17 @@ type Store struct {
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Get returns the value and version of key; CodeNotFound when it has none.
+// Concurrent Gets are coalesced (see MaxReadsInFlight), so the value may be
+// shared with other callers: it must not be modified.
 func (s *Store) Get(ctx context.Context, ns string, key []byte) (value []byte, version int64, err error) {
 	if err := checkKey(ns, key); err != nil {
 		return nil, 0, err
 	}
+	return s.get(ctx, ns, key)
+}
+
+// getOne reads one key with a statement of its own.
+func (s *Store) getOne(ctx context.Context, ns string, key []byte) (value []byte, version int64, err error) {
 	err = s.pool.QueryRow(ctx,
 		`SELECT value, version FROM kv_entries WHERE namespace = $1 AND key = $2`,
 		ns, key).Scan(&value, &version)
