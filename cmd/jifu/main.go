@@ -37,6 +37,8 @@ type cli struct {
 	LogLevel string `name:"log-level" default:"info" enum:"debug,info,warn,error" env:"JIFU_LOG_LEVEL" help:"Log level (debug, info, warn, error)."`
 	// Interrupt is how wall-clock limits stop a looping guest (host.Interrupt).
 	Interrupt string `name:"interrupt" default:"yield" enum:"yield,wazero,none" env:"JIFU_INTERRUPT" help:"How wall-clock limits stop a running guest: yield (instrumented modules, default), wazero (WithCloseOnContextDone), none (trusted modules only)."`
+	// AppInstances bounds each app version's live instances (host.PoolOptions.Max).
+	AppInstances int `name:"app-instances" default:"8" env:"JIFU_APP_INSTANCES" help:"Most live instances per app version: the concurrency of one app; further requests wait for a free instance."`
 
 	Serve   serveCmd   `cmd:"" help:"Run the platform server."`
 	Migrate migrateCmd `cmd:"" help:"Apply or inspect database migrations."`

@@ -135,6 +135,7 @@ func startPlatform(ctx context.Context, e *env, dev bool, card cardFlags) (_ *pl
 		Consent:   consent,
 		Metrics:   p.metrics,
 		Interrupt: host.Interrupt(e.cli.Interrupt),
+		Pool:      host.PoolOptions{Max: e.cli.AppInstances},
 	})
 	if err != nil {
 		return nil, err
