@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jifu-open/jifu"
@@ -26,7 +27,7 @@ func newEventsOutbox(e *env, p *platform) (*outbox.Outbox, error) {
 		Sinks: map[string]outbox.Sink{
 			callback.SinkWebhook: &callback.Webhook{
 				Targets: p.targetsOf(),
-				Client:  callback.NewHTTPClient(callback.DefaultTimeout),
+				Client:  callbackClient(e),
 			},
 			callback.SinkOnEvent: &callback.OnEvent{Apps: &appDispatcher{apps: p.apps, link: p.link}},
 			SinkPaymentStats:     &paymentStats{link: p.link},
@@ -34,6 +35,15 @@ func newEventsOutbox(e *env, p *platform) (*outbox.Outbox, error) {
 		Logger:  riverLogger(e.log),
 		Metrics: p.metrics,
 	})
+}
+
+// callbackClient is the HTTP client of every callback to a developer's or
+// merchant's server: public addresses only, unless --allow-private-callbacks.
+func callbackClient(e *env) *http.Client {
+	if e.cli != nil && e.cli.AllowPrivateCallbacks {
+		return callback.NewHTTPClient(callback.DefaultTimeout)
+	}
+	return callback.NewHTTPClient(callback.DefaultTimeout, callback.PublicOnly())
 }
 
 // startCallbacks starts the platform outbox's delivery workers (River). The

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jifu-open/jifu"
-	"github.com/jifu-open/jifu/host/callback"
 	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/cardpay/acquirer"
 	"github.com/jifu-open/jifu/host/cardpay/books"
@@ -59,7 +58,7 @@ func newCardCore(ctx context.Context, e *env, f cardFlags, dbURL string) (_ *car
 	if c.acq, err = acquirer.New(acquirer.Config{Addr: f.AcquirerAddr, TMK: tmk, TerminalID: f.AcquirerTID, MerchantID: f.AcquirerMID, Logger: e.log}); err != nil {
 		return nil, err
 	}
-	sink, err := cardpay.NewNotifySink(c.pool, key, callback.NewHTTPClient(callback.DefaultTimeout))
+	sink, err := cardpay.NewNotifySink(c.pool, key, callbackClient(e))
 	if err != nil {
 		return nil, err
 	}

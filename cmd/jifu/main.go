@@ -38,7 +38,10 @@ type cli struct {
 	// Interrupt is how wall-clock limits stop a looping guest (host.Interrupt).
 	Interrupt string `name:"interrupt" default:"yield" enum:"yield,wazero,none" env:"JIFU_INTERRUPT" help:"How wall-clock limits stop a running guest: yield (instrumented modules, default), wazero (WithCloseOnContextDone), none (trusted modules only)."`
 	// AppInstances bounds each app version's live instances (host.PoolOptions.Max).
-	AppInstances int `name:"app-instances" default:"8" env:"JIFU_APP_INSTANCES" help:"Most live instances per app version: the concurrency of one app; further requests wait for a free instance."`
+	// AllowPrivateCallbacks lets callbacks reach loopback and private
+	// addresses (callback.PublicOnly is the default).
+	AllowPrivateCallbacks bool `name:"allow-private-callbacks" env:"JIFU_ALLOW_PRIVATE_CALLBACKS" help:"Let callbacks (webhooks, merchant notifications) reach loopback and private addresses: for local demos and tests; production refuses them (SSRF)."`
+	AppInstances          int  `name:"app-instances" default:"8" env:"JIFU_APP_INSTANCES" help:"Most live instances per app version: the concurrency of one app; further requests wait for a free instance."`
 
 	Serve   serveCmd   `cmd:"" help:"Run the platform server."`
 	Migrate migrateCmd `cmd:"" help:"Apply or inspect database migrations."`

@@ -144,15 +144,23 @@ type Body struct {
 
 // NewHTTPClient returns the client callbacks share: timeout per attempt
 // (DefaultTimeout when 0), no redirects followed (a redirect is a failed
-// attempt: the registered URL is the contract), pooled connections.
-func NewHTTPClient(timeout time.Duration) *http.Client {
+// attempt: the registered URL is the contract), pooled connections. With
+// PublicOnly it connects to public addresses only (guard.go).
+func NewHTTPClient(timeout time.Duration, opts ...ClientOption) *http.Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
+	}
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 8
 	t.ResponseHeaderTimeout = timeout
-	t.DialContext = (&net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = dialer(min(timeout, 5*time.Second), 30*time.Second, o).DialContext
+	if o.publicOnly {
+		t.Proxy = nil
+	}
 	return &http.Client{
 		Timeout:       timeout,
 		Transport:     t,
@@ -174,6 +182,7 @@ func CheckURL(raw string) error {
 // now. It returns the receiver's HTTP status (0 when none came) and nil
 // when the receiver acknowledged; otherwise a *jifu.Error: CodeInvalid for
 // a bad target URL, CodeTimeout when the attempt ran out of time,
+// CodeDenied when a PublicOnly client refused the target's address,
 // CodeUnavailable for any other failure (refused, non-2xx, wrong legacy
 // answer). It is a plain function: River's worker (Webhook) and a Lambda
 // handler both call it.
@@ -202,6 +211,9 @@ func Deliver(ctx context.Context, client *http.Client, target Target, ev outbox.
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			return 0, jifu.Errorf(jifu.CodeTimeout, "callback: no answer in time")
+		}
+		if errors.Is(err, ErrPrivateAddress) {
+			return 0, jifu.Errorf(jifu.CodeDenied, "callback: %s", transportError(err))
 		}
 		return 0, jifu.Errorf(jifu.CodeUnavailable, "callback: %s", transportError(err))
 	}
