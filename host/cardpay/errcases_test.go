@@ -201,7 +201,10 @@ func TestErrorCases(t *testing.T) {
 			{"today", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.From, f.To = today, today; return f }, 3, ret.ID},
 			{"tomorrow on", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.From = today.AddDate(0, 0, 1); return f }, 0, 0},
 			{"until yesterday", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.To = today.AddDate(0, 0, -1); return f }, 0, 0},
-			{"payment", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f = cardpay.ErrorFilter{PaymentID: res.PaymentID}; return f }, 3, ret.ID},
+			{"payment", func(f cardpay.ErrorFilter) cardpay.ErrorFilter {
+				f = cardpay.ErrorFilter{PaymentID: res.PaymentID}
+				return f
+			}, 3, ret.ID},
 			{"card", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.CardToken = cb.CardToken; return f }, 3, ret.ID},
 			{"second page", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Limit, f.Offset = 1, 2; return f }, 3, cb.ID},
 		} {
