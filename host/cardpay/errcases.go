@@ -92,9 +92,10 @@ type ErrorEvent struct {
 
 // NewError is what staff (or the card core) enter to open a case. The
 // payment is found by PaymentID, else by OrgID+MerchantID+OrderID, else by
-// RRN (a payment's, or a refund's: its payment); a reference that finds
+// RRN (a payment's, or a refund's: its payment); OrgID+MerchantID without
+// an order tie the case to the merchant only. A reference that finds
 // nothing is CodeNotFound. Retrieval requests, chargebacks and disputes
-// need the payment; the reconciliation kinds may have none.
+// need the payment; the other kinds may have none.
 type NewError struct {
 	Kind                       string
 	Ref                        string // optional: the acquirer's case number; the same kind and ref again returns the first case
@@ -268,6 +269,18 @@ func (d *Desk) findPayment(ctx context.Context, c *ErrorCase, in NewError) (bool
 	case in.RRN != "":
 		where, args = `p.id = coalesce((SELECT id FROM card_payments WHERE rrn = $1 ORDER BY id LIMIT 1),
 			(SELECT payment_id FROM card_refunds WHERE rrn = $1 ORDER BY id LIMIT 1))`, []any{in.RRN}
+	case in.OrgID != "" || in.MerchantID != "":
+		// The merchant alone: a case of the user, no payment.
+		var ok bool
+		if err := d.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM card_merchants WHERE org_id = $1 AND merchant_id = $2)`,
+			in.OrgID, in.MerchantID).Scan(&ok); err != nil {
+			return false, dbErr(ctx, "find merchant", err)
+		}
+		if !ok {
+			return false, jifu.Errorf(jifu.CodeNotFound, "cardpay: no merchant %s/%s", in.OrgID, in.MerchantID)
+		}
+		c.OrgID, c.MerchantID = in.OrgID, in.MerchantID
+		return false, nil
 	default:
 		return false, nil
 	}

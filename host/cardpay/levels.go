@@ -44,11 +44,12 @@ type LevelChange struct {
 	At                time.Time
 }
 
-// cleanDays is the number of whole 24-hour days from since to now (negative
-// when since is later): a card or user with no erroneous transaction since
-// its first sighting or registration counts from then.
+// cleanDays is the number of whole 24-hour days from since to now, 0 when
+// since is later (clocks of the host and the database differ): a card or
+// user with no erroneous transaction since its first sighting or
+// registration counts from then.
 func cleanDays(since, now time.Time) int {
-	return int(now.Sub(since) / (24 * time.Hour))
+	return max(0, int(now.Sub(since)/(24*time.Hour)))
 }
 
 // UserLevels returns the level table, by level.
