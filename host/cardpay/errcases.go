@@ -103,7 +103,7 @@ type NewError struct {
 	OrgID, MerchantID, OrderID string
 	RRN                        string
 	Amount                     int64     // fen at issue; 0: the payment's amount
-	At                         time.Time // when it arose (the acquirer's date); zero: now
+	At                         time.Time // when it arose (the acquirer's date); zero: now; not in the future
 	Note                       string
 	Actor                      string // who enters it (required)
 }
@@ -239,6 +239,9 @@ func (d *Desk) OpenError(ctx context.Context, in NewError) (ErrorCase, error) {
 	row := ErrorCase{Kind: in.Kind, Ref: in.Ref, Amount: in.Amount, Note: in.Note, OpenedBy: in.Actor, OccurredAt: in.At}
 	if row.OccurredAt.IsZero() {
 		row.OccurredAt = d.now()
+	}
+	if row.OccurredAt.After(d.now().Add(time.Hour)) {
+		return ErrorCase{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: an erroneous transaction cannot arise in the future")
 	}
 	found, err := d.findPayment(ctx, &row, in)
 	if err != nil {

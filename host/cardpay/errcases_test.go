@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,6 +80,8 @@ func TestErrorCases(t *testing.T) {
 			{"chargeback without payment", cardpay.NewError{Kind: cardpay.ErrorChargeback, Actor: "risk:li"}, jifu.CodeInvalid},
 			{"negative amount", cardpay.NewError{Kind: cardpay.ErrorDispute, RRN: res.RRN, Amount: -1, Actor: "risk:li"}, jifu.CodeInvalid},
 			{"order without merchant", cardpay.NewError{Kind: cardpay.ErrorDispute, OrderID: "err-1", Actor: "risk:li"}, jifu.CodeInvalid},
+			{"in the future", cardpay.NewError{Kind: cardpay.ErrorDispute, RRN: res.RRN, Actor: "risk:li", At: time.Now().Add(2 * time.Hour)}, jifu.CodeInvalid},
+			{"unknown merchant", cardpay.NewError{Kind: cardpay.ErrorLong, OrgID: req.OrgID, MerchantID: "nobody", Actor: "risk:li"}, jifu.CodeNotFound},
 			{"note too long", cardpay.NewError{Kind: cardpay.ErrorDispute, RRN: res.RRN, Actor: "risk:li", Note: strings.Repeat("x", 2001)}, jifu.CodeInvalid},
 			{"unknown RRN", cardpay.NewError{Kind: cardpay.ErrorChargeback, RRN: "000000000000", Actor: "risk:li"}, jifu.CodeNotFound},
 			{"unknown payment id", cardpay.NewError{Kind: cardpay.ErrorRetrievalRequest, PaymentID: 1 << 40, Actor: "risk:li"}, jifu.CodeNotFound},
@@ -167,6 +170,34 @@ func TestErrorCases(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent opens of one case", func(t *testing.T) {
+		ids := make(chan int64, 8)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := desk.OpenError(e.ctx, cardpay.NewError{Kind: cardpay.ErrorRetrievalRequest, Ref: "RR-" + res.RRN, RRN: res.RRN, Actor: "risk:li"})
+				if err != nil {
+					t.Error(err)
+				}
+				ids <- c.ID
+			}()
+		}
+		wg.Wait()
+		close(ids)
+		first := <-ids
+		for id := range ids {
+			if id != first {
+				t.Fatalf("ids %d and %d for one case", first, id)
+			}
+		}
+		if count(t, `SELECT count(*) FROM card_errors WHERE ref = $1`, "RR-"+res.RRN) != 1 ||
+			count(t, `SELECT count(*) FROM card_error_events v JOIN card_errors c ON c.id = v.error_id WHERE c.ref = $1`, "RR-"+res.RRN) != 1 {
+			t.Fatal("not exactly one case and one audit event")
+		}
+	})
+
 	t.Run("written off at fault counts", func(t *testing.T) {
 		d, err := desk.OpenError(e.ctx, cardpay.NewError{Kind: cardpay.ErrorDispute, OrgID: req.OrgID, MerchantID: req.MerchantID,
 			OrderID: "err-1", Amount: 5000, Actor: "risk:li"})
@@ -194,19 +225,19 @@ func TestErrorCases(t *testing.T) {
 			total int
 			first int64
 		}{
-			{"merchant", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { return f }, 3, ret.ID},
-			{"open", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Status = cardpay.ErrorOpen; return f }, 1, ret.ID},
+			{"merchant", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { return f }, 4, ret.ID},
+			{"open", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Status = cardpay.ErrorOpen; return f }, 2, ret.ID},
 			{"resolved", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Status = cardpay.ErrorResolved; return f }, 1, cb.ID},
 			{"kind", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Kind = cardpay.ErrorChargeback; return f }, 1, cb.ID},
-			{"today", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.From, f.To = today, today; return f }, 3, ret.ID},
+			{"today", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.From, f.To = today, today; return f }, 4, ret.ID},
 			{"tomorrow on", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.From = today.AddDate(0, 0, 1); return f }, 0, 0},
 			{"until yesterday", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.To = today.AddDate(0, 0, -1); return f }, 0, 0},
 			{"payment", func(f cardpay.ErrorFilter) cardpay.ErrorFilter {
 				f = cardpay.ErrorFilter{PaymentID: res.PaymentID}
 				return f
-			}, 3, ret.ID},
-			{"card", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.CardToken = cb.CardToken; return f }, 3, ret.ID},
-			{"second page", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Limit, f.Offset = 1, 2; return f }, 3, cb.ID},
+			}, 4, ret.ID},
+			{"card", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.CardToken = cb.CardToken; return f }, 4, ret.ID},
+			{"second page", func(f cardpay.ErrorFilter) cardpay.ErrorFilter { f.Limit, f.Offset = 1, 3; return f }, 4, cb.ID},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				p, err := desk.ListErrors(e.ctx, c.f(mine))

@@ -263,9 +263,9 @@ func (s *Service) upgradeAfterT0(ctx context.Context, bs []Batch) {
 // staff or in another process applies here within 5 s.
 func (s *Service) userLevel(ctx context.Context, rs *rules, m *merchant) (string, error) {
 	key := m.orgID + "\x00" + m.merchantID
-	rs.userMu.Lock()
+	rs.userMu.RLock()
 	l, ok := rs.users[key]
-	rs.userMu.Unlock()
+	rs.userMu.RUnlock()
 	if ok {
 		return l, nil
 	}

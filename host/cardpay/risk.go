@@ -39,7 +39,7 @@ type rules struct {
 	types   map[string]limits
 	levels  map[string]int64 // T0 per day
 
-	userMu sync.Mutex
+	userMu sync.RWMutex
 	users  map[string]string // merchant (org\x00id) → its user level, read once per generation (userLevel)
 }
 
