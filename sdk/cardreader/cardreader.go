@@ -242,3 +242,23 @@ func leftPad(n uint32, w int) string {
 	s := strconv.FormatUint(uint64(n), 10)
 	return strings.Repeat("0", w-len(s)) + s
 }
+
+// BuildRefund returns the signed body of POST /card/refund or /card/void
+// (host/cardpay/request.Refund): give back amount fen of the payment
+// orderID; refundID is the merchant's id of this refund or void (sending
+// it again returns the first result). The merchant's server sends it, not
+// the reader: it needs only the merchant's pay_secret.
+func BuildRefund(orgID, merchantID, paySecret, orderID, refundID string, amount int64, now time.Time) (*request.Refund, error) {
+	req := &request.Refund{OrgID: orgID, MerchantID: merchantID, OrderID: orderID, RefundID: refundID,
+		AmountText: strconv.FormatInt(amount, 10), Timestamp: strconv.FormatInt(now.Unix(), 10)}
+	req.Sign = req.ComputeSign(paySecret)
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// Refund is BuildRefund for this reader's merchant.
+func (r *Reader) Refund(orderID, refundID string, amount int64) (*request.Refund, error) {
+	return BuildRefund(r.cfg.OrgID, r.cfg.MerchantID, r.cfg.PaySecret, orderID, refundID, amount, r.cfg.Now())
+}

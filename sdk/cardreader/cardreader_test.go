@@ -117,3 +117,18 @@ func TestBuildAES(t *testing.T) {
 		t.Fatalf("next KSN %s", b.KSN)
 	}
 }
+
+func TestBuildRefund(t *testing.T) {
+	r := newReader(t)
+	req, err := r.Refund("A-1", "R-1", 500)
+	if err != nil || req.Canonical() != "amount=500&merchant_id=M100&order_id=A-1&org_id=ORG1&refund_id=R-1&timestamp=1764720000" ||
+		req.Verify("s3cret") != nil {
+		t.Fatalf("%+v %v", req, err)
+	}
+	if _, err := r.Refund("A-1", "", 500); err == nil {
+		t.Fatal("refund without id built")
+	}
+	if _, err := cardreader.BuildRefund("ORG1", "M100", "s3cret", "A-1", "R-2", 0, time.Now()); err == nil {
+		t.Fatal("zero amount built")
+	}
+}
