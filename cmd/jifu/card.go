@@ -39,10 +39,10 @@ const (
 type cardFlags struct {
 	AcquirerAddr string `name:"acquirer-addr" env:"JIFU_ACQUIRER_ADDR" help:"Acquirer host:port (ISO 8583); enables the card core at /card/."`
 	// CardSim runs the local acquirer inside serve when no address is given.
-	CardSim bool `name:"card-sim" env:"JIFU_CARD_SIM" default:"true" negatable:"" help:"Without --acquirer-addr, run the local acquirer simulator inside serve and mount the card core at /card/ (development)."`
-	AcquirerTMK  string `name:"acquirer-tmk" env:"JIFU_ACQ_TMK" default:"${dev_tmk}" help:"Terminal master key shared with the acquirer (32 hex digits)."`
-	AcquirerTID  string `name:"acquirer-tid" default:"JIFU0001" help:"The link's terminal ID at the acquirer (sign-on)."`
-	AcquirerMID  string `name:"acquirer-mid" default:"898310048990001" help:"The link's merchant ID at the acquirer (sign-on)."`
+	CardSim     bool   `name:"card-sim" env:"JIFU_CARD_SIM" default:"true" negatable:"" help:"Without --acquirer-addr, run the local acquirer simulator inside serve and mount the card core at /card/ (development)."`
+	AcquirerTMK string `name:"acquirer-tmk" env:"JIFU_ACQ_TMK" default:"${dev_tmk}" help:"Terminal master key shared with the acquirer (32 hex digits)."`
+	AcquirerTID string `name:"acquirer-tid" default:"JIFU0001" help:"The link's terminal ID at the acquirer (sign-on)."`
+	AcquirerMID string `name:"acquirer-mid" default:"898310048990001" help:"The link's merchant ID at the acquirer (sign-on)."`
 	// The scheduled jobs (cardJobs).
 	AcquirerFiles string        `name:"acquirer-files" type:"path" help:"Folder of the acquirer's daily settlement files to reconcile (default DATA_DIR/acqsim, where acquirer-sim writes)."`
 	T0Cutoff      string        `name:"t0-cutoff" default:"22:00" help:"Beijing time (HH:MM) after which the day's T0 batches are made."`
