@@ -108,6 +108,19 @@ func TestAESReader(t *testing.T) {
 		}
 		r.SetCounter(bad.Counter())
 	})
+	t.Run("a counter above 2^31", func(t *testing.T) {
+		r.SetCounter(0xFFFE0000) // next: FFFE0001, 16 one bits
+		req := build(t, r, pay("aes-high", 100))
+		if st, res := e.post(t, req); st != 200 || res.Status != cardpay.StatusApproved || req.KSN[16:] != "FFFE0001" {
+			t.Fatalf("%s: %d %+v", req.KSN, st, res)
+		}
+		r.SetCounter(0x7FFFFFFF) // below the last seen, though its bit count is fine
+		r.SetCounter(0x80000000)
+		if st, res := e.post(t, build(t, r, pay("aes-high-replay", 100))); st != http.StatusForbidden || res.Error == nil {
+			t.Fatalf("%d %+v", st, res)
+		}
+		r.SetCounter(0xFFFE0001)
+	})
 	t.Run("format 0 PIN block under an AES key", func(t *testing.T) {
 		req := build(t, r, pay("aes-iso0", 100))
 		req.CardPassword = req.CardPassword[:16]
