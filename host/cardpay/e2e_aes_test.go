@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/cardpay/dukpt"
+	"github.com/jifu-open/jifu/host/database/dbtest"
 	"github.com/jifu-open/jifu/sdk/cardreader"
 )
 
@@ -67,6 +70,21 @@ func TestAESReader(t *testing.T) {
 		st, res := e.post(t, req)
 		if st != 200 || res.Status != cardpay.StatusApproved || len(res.RRN) != 12 || res.PAN != "622202*********0128" {
 			t.Fatalf("%d %+v", st, res)
+		}
+		// Nothing of the card is kept: not the PAN, the track, the
+		// encrypted tracks or the format 4 block.
+		rows, err := dbtest.Pool(t).Query(e.ctx, `SELECT row_to_json(p)::text FROM card_payments p WHERE merchant_id = $1`, mid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(stored) != 1 {
+			t.Fatalf("%d rows, %v", len(stored), err)
+		}
+		for _, f := range []string{cardPAN, "30121011234567890", req.EnTracks, req.CardPassword, strings.ToLower(req.CardPassword)} {
+			if strings.Contains(stored[0], f) {
+				t.Fatalf("the payment row holds card data %q…", f[:4])
+			}
 		}
 		// The simulator checked the translated PIN block (a bad one is 55).
 		if count(t, `SELECT count(*) FROM acqsim_journal WHERE rrn = $1 AND status = 'approved'`, res.RRN) != 1 {
