@@ -20,12 +20,15 @@ import (
 	"github.com/jifu-open/jifu/sdk/cardreader"
 )
 
-// The demo reader of local runs: the public X9.24 test BDK, a demo KSN and
-// merchant. `jifu serve --acquirer-addr … --seed` registers them; `jifu
-// terminal pay` plays that reader. Test keys only.
+// The demo readers of local runs: the public X9.24-1 (TDES) and X9.24-3
+// (AES-128) test BDKs, their test KSNs, and a demo merchant. `jifu serve`
+// with the card core and --seed registers them; `jifu terminal pay [--scheme
+// aes]` plays those readers. Test keys only.
 const (
 	demoBDK       = "0123456789ABCDEFFEDCBA9876543210"
 	demoKSN       = "FFFF9876543210E00000"
+	demoAESBDK    = "FEDCBA9876543210F1F1F1F1F1F1F1F1"
+	demoAESKSN    = "123456789012345600000000"
 	demoOrg       = "ORG1"
 	demoMerchant  = "M100"
 	demoPaySecret = "demo-pay-secret-0123456789"
@@ -35,9 +38,11 @@ const (
 // when an acquirer address is configured.
 type cardFlags struct {
 	AcquirerAddr string `name:"acquirer-addr" env:"JIFU_ACQUIRER_ADDR" help:"Acquirer host:port (ISO 8583); enables the card core at /card/."`
-	AcquirerTMK  string `name:"acquirer-tmk" env:"JIFU_ACQ_TMK" default:"${dev_tmk}" help:"Terminal master key shared with the acquirer (32 hex digits)."`
-	AcquirerTID  string `name:"acquirer-tid" default:"JIFU0001" help:"The link's terminal ID at the acquirer (sign-on)."`
-	AcquirerMID  string `name:"acquirer-mid" default:"898310048990001" help:"The link's merchant ID at the acquirer (sign-on)."`
+	// CardSim runs the local acquirer inside serve when no address is given.
+	CardSim     bool   `name:"card-sim" env:"JIFU_CARD_SIM" default:"true" negatable:"" help:"Without --acquirer-addr, run the local acquirer simulator inside serve and mount the card core at /card/ (development)."`
+	AcquirerTMK string `name:"acquirer-tmk" env:"JIFU_ACQ_TMK" default:"${dev_tmk}" help:"Terminal master key shared with the acquirer (32 hex digits)."`
+	AcquirerTID string `name:"acquirer-tid" default:"JIFU0001" help:"The link's terminal ID at the acquirer (sign-on)."`
+	AcquirerMID string `name:"acquirer-mid" default:"898310048990001" help:"The link's merchant ID at the acquirer (sign-on)."`
 	// The scheduled jobs (cardJobs).
 	AcquirerFiles string        `name:"acquirer-files" type:"path" help:"Folder of the acquirer's daily settlement files to reconcile (default DATA_DIR/acqsim, where acquirer-sim writes)."`
 	T0Cutoff      string        `name:"t0-cutoff" default:"22:00" help:"Beijing time (HH:MM) after which the day's T0 batches are made."`
@@ -70,7 +75,7 @@ func withCard(ctx context.Context, c *cardCore, every time.Duration, seed bool, 
 // seedCard registers the demo BDK, merchant and reader (idempotent).
 func seedCard(ctx context.Context, svc *cardpay.Service) error {
 	bdk, _ := dukpt.ParseKey(demoBDK)
-	if err := svc.RegisterBDK(ctx, "demo-bdk", "tdes", bdk); err != nil && jifu.ErrorCode(err) != jifu.CodeConflict {
+	if err := svc.SeedBDK(ctx, "demo-bdk", cardpay.SchemeTDES, bdk); err != nil {
 		return err
 	}
 	if err := svc.RegisterMerchant(ctx, cardpay.Merchant{OrgID: demoOrg, MerchantID: demoMerchant, Name: "演示商户",
@@ -82,11 +87,13 @@ func seedCard(ctx context.Context, svc *cardpay.Service) error {
 	if err != nil && jifu.ErrorCode(err) != jifu.CodeConflict {
 		return err
 	}
-	return nil
+	return seedCardAES(ctx, svc)
 }
 
 type terminalCmd struct {
-	Pay terminalPayCmd `cmd:"" help:"Play the demo card reader: build a signed card payment and send it to a server."`
+	Pay    terminalPayCmd    `cmd:"" help:"Play the demo card reader: build a signed card payment and send it to a server."`
+	Refund terminalRefundCmd `cmd:"" help:"As the demo merchant, refund part or all of a card payment (POST /card/refund)."`
+	Void   terminalVoidCmd   `cmd:"" help:"As the demo merchant, void a card payment of today in full (POST /card/void)."`
 }
 
 type terminalPayCmd struct {
@@ -95,19 +102,17 @@ type terminalPayCmd struct {
 	Amount  int64  `default:"100" help:"Amount in fen."`
 	Track2  string `default:"6222021234567890128=30121011234567890" help:"Track 2 of the test card."`
 	PIN     string `default:"123456" help:"PIN (empty: none)."`
-	Counter uint32 `help:"KSN counter to start after (default: the one kept in DATA_DIR/demo-reader.counter)."`
+	Counter uint32 `help:"KSN counter to start after (default: the one kept in DATA_DIR/demo-reader[-aes].counter)."`
+	Scheme  string `default:"tdes" enum:"tdes,aes" help:"The reader's DUKPT: tdes (X9.24-1) or aes (X9.24-3, AES-128)."`
 }
 
 func (c terminalPayCmd) Run(ctx context.Context, e *env) error {
-	bdk, _ := dukpt.ParseKey(demoBDK)
-	ksn, _ := dukpt.ParseKSN(demoKSN)
-	r, err := cardreader.New(cardreader.Config{OrgID: demoOrg, MerchantID: demoMerchant, PaySecret: demoPaySecret,
-		IPEK: dukpt.IPEK(bdk, ksn), KSN: ksn})
+	r, counterName, err := demoReader(c.Scheme)
 	if err != nil {
 		return err
 	}
 	// A reader keeps its counter: a used counter is refused as a replay.
-	counterFile := filepath.Join(e.cli.DataDir, "demo-reader.counter")
+	counterFile := filepath.Join(e.cli.DataDir, counterName)
 	counter := c.Counter
 	if counter == 0 {
 		if b, err := os.ReadFile(counterFile); err == nil {
@@ -127,23 +132,29 @@ func (c terminalPayCmd) Run(ctx context.Context, e *env) error {
 	if err := os.WriteFile(counterFile, []byte(strconv.FormatUint(uint64(r.Counter()), 10)+"\n"), 0o644); err != nil {
 		return err
 	}
-	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.Server, "/")+"/card/pay", bytes.NewReader(req.Encode()))
+	return postCard(ctx, e, c.Server, "/card/pay", req.Encode())
+}
+
+// postCard sends a card request, prints the indented answer, and exits 1
+// unless it is approved (the answer says why).
+func postCard(ctx context.Context, e *env, server, path string, body []byte) error {
+	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+path, bytes.NewReader(body))
 	hreq.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
-		return jifu.Errorf(jifu.CodeUnavailable, "terminal pay: %w", err)
+		return jifu.Errorf(jifu.CodeUnavailable, "terminal: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var out bytes.Buffer
-	if json.Indent(&out, body, "", "  ") != nil {
-		out.Write(body)
+	if json.Indent(&out, answer, "", "  ") != nil {
+		out.Write(answer)
 	}
 	fmt.Fprintln(e.stdout, strings.TrimSpace(out.String()))
 	var res struct {
 		Status string `json:"status"`
 	}
-	_ = json.Unmarshal(body, &res)
+	_ = json.Unmarshal(answer, &res)
 	if resp.StatusCode != http.StatusOK || res.Status != cardpay.StatusApproved {
 		return exitError{code: 1} // declined or refused: the answer above says why
 	}

@@ -30,12 +30,14 @@ type cardCore struct {
 	notify *outbox.Outbox
 	jobs   *cardJobs
 	log    *slog.Logger
+	sim    *embeddedSim // the in-process acquirer of --card-sim, or nil
 }
 
-// newCardCore builds the card core when f names an acquirer (nil, nil
+// newCardCore builds the card core when f names an acquirer, or asks for
+// the local simulator (f.CardSim), which it then starts (nil, nil
 // otherwise). It opens its own pool on dbURL.
 func newCardCore(ctx context.Context, e *env, f cardFlags, dbURL string) (_ *cardCore, err error) {
-	if f.AcquirerAddr == "" {
+	if f.AcquirerAddr == "" && !f.CardSim {
 		return nil, nil
 	}
 	tmk, err := dukpt.ParseKey(f.AcquirerTMK)
@@ -52,6 +54,12 @@ func newCardCore(ctx context.Context, e *env, f cardFlags, dbURL string) (_ *car
 			c.close()
 		}
 	}()
+	if f.AcquirerAddr == "" {
+		if c.sim, err = startEmbeddedSim(ctx, e, tmk, dbURL); err != nil {
+			return nil, err
+		}
+		f.AcquirerAddr = c.sim.addr
+	}
 	if c.pool, err = database.Open(ctx, dbURL); err != nil {
 		return nil, err
 	}
@@ -111,4 +119,5 @@ func (c *cardCore) close() {
 	if c.pool != nil {
 		c.pool.Close()
 	}
+	c.sim.stop()
 }

@@ -313,6 +313,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "  open API         %s/openapi/v1/  %s/openapi.json\n", base, base)
 	fmt.Fprintf(e.stdout, "  wallet           %s/wallet\n", base)
+	printCardDemo(e.stdout, base, p.card, c.Seed)
 	fmt.Fprintf(e.stdout, "  health           %s/healthz  %s/readyz\n  metrics          %s/metrics\nPress Ctrl-C to stop.\n", base, base, base)
 
 	errc := make(chan error, 1)

@@ -28,6 +28,8 @@ type HTTPResult struct {
 // Handler serves the reader-facing endpoints:
 //
 //	POST /pay                                  the request body of package request
+//	POST /refund                               request.Refund: a refund (0220) of part or all of what remains
+//	POST /void                                 request.Refund: a void (0200, 60.1 23) the same day, in full, unsettled
 //	GET  /slip?org_id=&merchant_id=&order_id=  the sale slip (签购单)
 //
 // status maps an error code to its HTTP status: the web layer's one mapping
@@ -72,6 +74,8 @@ func (s *Service) Handler(status func(code string) int) http.Handler {
 		}
 		writeJSON(w, st, out)
 	})
+	mux.HandleFunc("POST /refund", s.refundHandler(KindRefund, status))
+	mux.HandleFunc("POST /void", s.refundHandler(KindVoid, status))
 	mux.HandleFunc("GET /slip", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		sl, err := s.Slip(r.Context(), q.Get("org_id"), q.Get("merchant_id"), q.Get("order_id"))

@@ -15,11 +15,20 @@ import (
 // StatusVoided is a payment cancelled in full the same day (0200 void).
 const StatusVoided = "voided"
 
+// Kinds of RefundRequest.
+const (
+	KindAuto   = ""       // a void when one is possible, else a refund
+	KindVoid   = "void"   // 0200, 3 = 200000, 60.1 = 23: same day, in full, before settlement
+	KindRefund = "refund" // 0220, 3 = 200000, 60.1 = 25: any part of what remains
+)
+
 // RefundRequest asks to give back part or all of an approved payment.
-// RefundID is the merchant's idempotency key.
+// RefundID is the merchant's idempotency key (one namespace for refunds and
+// voids per merchant).
 type RefundRequest struct {
 	OrgID, MerchantID, OrderID, RefundID string
-	Amount                               int64 // fen
+	Amount                               int64  // fen
+	Kind                                 string // KindAuto, KindVoid or KindRefund
 }
 
 // RefundResult is the outcome of Refund.
@@ -27,6 +36,7 @@ type RefundResult struct {
 	ID           int64
 	RefundID     string
 	Kind         string // void (same day, in full, not settled) or refund
+	Amount       int64  // fen
 	Status       string // approved, declined, failed
 	ResponseCode string
 	RRN          string // the acquirer's reference of the void or refund
@@ -59,8 +69,9 @@ type refundable struct {
 // resends a refund whose answer never came (the acquirer answers a
 // retransmission with its journaled answer).
 func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, error) {
-	if r.OrgID == "" || r.MerchantID == "" || r.OrderID == "" || r.RefundID == "" || len(r.RefundID) > 64 || r.Amount <= 0 {
-		return RefundResult{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: a refund needs org, merchant, order, a refund_id of 1..64 bytes and a positive amount")
+	if r.OrgID == "" || r.MerchantID == "" || r.OrderID == "" || r.RefundID == "" || len(r.RefundID) > 64 || r.Amount <= 0 ||
+		(r.Kind != KindAuto && r.Kind != KindVoid && r.Kind != KindRefund) {
+		return RefundResult{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: a refund needs org, merchant, order, a refund_id of 1..64 bytes, a positive amount and kind void or refund")
 	}
 	var res RefundResult
 	var p refundable
@@ -72,7 +83,7 @@ func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, er
 			WHERE org_id = $1 AND merchant_id = $2 AND order_id = $3 FOR UPDATE`, r.OrgID, r.MerchantID, r.OrderID).
 			Scan(&p.id, &p.amount, &p.status, &p.rrn, &p.acqTID, &p.acqMID, &day, &sid)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return jifu.Errorf(jifu.CodeNotFound, "cardpay: no payment %q for this merchant", r.OrderID)
+			return refuse(jifu.CodeNotFound, ReasonNoPayment, "cardpay: no payment %q for this merchant", r.OrderID)
 		}
 		if err != nil {
 			return err
@@ -88,8 +99,8 @@ func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, er
 			WHERE org_id = $1 AND merchant_id = $2 AND refund_id = $3`, r.OrgID, r.MerchantID, r.RefundID).
 			Scan(&res.ID, &prevPayment, &prevAmount, &res.Kind, &res.Status, &res.ResponseCode, &res.RRN, &stan)
 		switch {
-		case err == nil && (prevPayment != p.id || prevAmount != r.Amount):
-			return jifu.Errorf(jifu.CodeConflict, "cardpay: refund_id %q was already used for another refund", r.RefundID)
+		case err == nil && (prevPayment != p.id || prevAmount != r.Amount || (r.Kind != KindAuto && r.Kind != res.Kind)):
+			return refuse(jifu.CodeConflict, ReasonIDReused, "cardpay: refund_id %q was already used for another refund or void", r.RefundID)
 		case err == nil && (res.Status == "failed" || res.Status == "pending"):
 			res.RefundID = r.RefundID // resent below with its STAN
 			return nil
@@ -99,8 +110,11 @@ func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, er
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
+		if p.status == StatusVoided {
+			return refuse(jifu.CodeConflict, ReasonVoided, "cardpay: payment %q was voided: nothing to refund", r.OrderID)
+		}
 		if p.status != StatusApproved {
-			return jifu.Errorf(jifu.CodeConflict, "cardpay: payment %q is %s, not approved: nothing to refund", r.OrderID, p.status)
+			return refuse(jifu.CodeConflict, ReasonNotApproved, "cardpay: payment %q is %s, not approved: nothing to refund", r.OrderID, p.status)
 		}
 		var taken int64
 		var others int
@@ -109,12 +123,27 @@ func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, er
 			return err
 		}
 		if taken+r.Amount > p.amount {
-			return jifu.Errorf(jifu.CodeInvalid, "cardpay: refunds would exceed the payment (%d of %d fen already taken)", taken, p.amount)
+			return refuse(jifu.CodeInvalid, ReasonExceeds, "cardpay: refunds would exceed the payment (%d of %d fen already taken)", taken, p.amount)
 		}
 		today := s.opt.Now().In(beijing).Format("2006-01-02")
-		res.Kind = "refund"
-		if others == 0 && r.Amount == p.amount && !p.hasSettlement && p.hasDay && p.settleDay.Format("2006-01-02") == today {
-			res.Kind = "void"
+		why := ""
+		switch {
+		case r.Amount != p.amount:
+			why = ReasonVoidPartial
+		case others > 0:
+			why = ReasonVoidRefunded
+		case p.hasSettlement:
+			why = ReasonVoidSettled
+		case !p.hasDay || p.settleDay.Format("2006-01-02") != today:
+			why = ReasonVoidNotToday
+		}
+		switch {
+		case r.Kind == KindVoid && why != "":
+			return refuse(jifu.CodeConflict, why, "cardpay: payment %q cannot be voided (%s): refund it instead", r.OrderID, why)
+		case r.Kind == KindVoid || (r.Kind == KindAuto && why == ""):
+			res.Kind = KindVoid
+		default:
+			res.Kind = KindRefund
 		}
 		stan = s.acq.NextSTAN()
 		res.RefundID, res.Status = r.RefundID, "pending"
@@ -124,6 +153,7 @@ func (s *Service) Refund(ctx context.Context, r RefundRequest) (RefundResult, er
 	if err != nil {
 		return RefundResult{}, dbErr(ctx, "refund", err)
 	}
+	res.Amount = r.Amount
 	if res.Replayed {
 		return res, nil
 	}

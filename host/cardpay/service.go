@@ -50,7 +50,7 @@ type Service struct {
 	mu          sync.RWMutex
 	merchants   map[string]*merchant // org\x00merchant
 	terminals   map[string]*terminal // ksn prefix
-	ipeks       map[string]dukpt.Key // by KSN prefix, derived once from the BDK
+	ipeks       map[string]dukpt.Key // initial keys (TDES IPEK or AES IK) by KSN prefix, derived once from the BDK
 	cachedRules *rules
 	cards       map[string]cachedCard // by card token, see cardFactsTTL
 }
@@ -62,6 +62,7 @@ type merchant struct {
 
 type terminal struct {
 	prefix, orgID, merchantID, typ, bdkID, acqTID, phone string
+	scheme                                               string // SchemeTDES or SchemeAES, the BDK's
 	active                                               bool
 }
 
@@ -161,7 +162,7 @@ func (s *Service) RegisterMerchant(ctx context.Context, m Merchant) error {
 
 // Terminal is a reader's registration.
 type Terminal struct {
-	KSN         string // any KSN of the reader; its counter is ignored
+	KSN         string // any KSN of the reader (20 hex digits TDES, 24 AES); its counter is ignored
 	OrgID       string
 	MerchantID  string
 	Type        string // audio, bluetooth, mpos
@@ -170,16 +171,16 @@ type Terminal struct {
 	Phone       string // for the three-way binding
 }
 
-// RegisterTerminal binds a reader to a merchant.
+// RegisterTerminal binds a reader to a merchant. The KSN's scheme (its
+// length) must be the BDK's.
 func (s *Service) RegisterTerminal(ctx context.Context, t Terminal) error {
-	ksn, err := dukpt.ParseKSN(t.KSN)
+	prefix, err := s.terminalPrefix(ctx, t)
 	if err != nil {
 		return err
 	}
 	if len(t.AcquirerTID) != 8 || (t.Type != TerminalAudio && t.Type != TerminalBluetooth && t.Type != TerminalMPOS) {
 		return jifu.Errorf(jifu.CodeInvalid, "cardpay: terminal needs type audio, bluetooth or mpos and an 8-character acquirer TID")
 	}
-	prefix := ksn.Initial().String()
 	_, err = s.pool.Exec(ctx, `INSERT INTO card_terminals (ksn_prefix, org_id, merchant_id, terminal_type, bdk_id, acq_tid, phone)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, prefix, t.OrgID, t.MerchantID, t.Type, t.BDKID, t.AcquirerTID, t.Phone)
 	var pe *pgconn.PgError
@@ -275,20 +276,18 @@ func (s *Service) terminal(ctx context.Context, prefix string) (*terminal, dukpt
 	if err != nil {
 		return nil, ipek, dbErr(ctx, "load terminal", err)
 	}
-	if scheme != "tdes" {
-		return nil, ipek, jifu.Errorf(jifu.CodeInvalid, "cardpay: terminal %s uses AES DUKPT, which the request path does not take yet", prefix)
-	}
+	t.scheme = scheme
 	raw, err := s.vault.open("bdk:"+t.bdkID, sealed)
 	if err != nil {
 		return nil, ipek, err
 	}
 	copy(bdk[:], raw)
 	wipe(raw)
-	ksn, err := dukpt.ParseKSN(prefix)
+	ipek, err = initialKey(scheme, bdk, prefix)
+	wipe(bdk[:])
 	if err != nil {
-		return nil, bdk, err
+		return nil, ipek, err
 	}
-	ipek = dukpt.IPEK(bdk, ksn)
 	s.mu.Lock()
 	s.terminals[prefix] = t
 	s.ipeks[prefix] = ipek
@@ -319,26 +318,20 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	if d := now.Sub(req.Time()); d > s.opt.TimestampWindow || d < -s.opt.TimestampWindow {
 		return Result{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: timestamp is outside the %s window", s.opt.TimestampWindow)
 	}
-	if len(req.KSN) != 2*dukpt.KSNLen {
-		return Result{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: AES DUKPT requests are not accepted yet")
-	}
-	ksn, err := dukpt.ParseKSN(req.KSN)
+	rksn, err := parseRequestKSN(req.KSN) // TDES (20 hex digits) or AES (24)
 	if err != nil {
 		return Result{}, err
 	}
-	if !ksn.ValidCounter() {
-		return Result{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: KSN counter is not a valid DUKPT counter")
-	}
-	t, ipek, err := s.terminal(ctx, ksn.Initial().String())
+	t, ipek, err := s.terminal(ctx, rksn.prefix())
 	if err != nil {
 		return Result{}, err
 	}
-	if t == nil || !t.active || t.orgID != req.OrgID || t.merchantID != req.MerchantID {
+	if t == nil || !t.active || t.orgID != req.OrgID || t.merchantID != req.MerchantID || t.scheme != rksn.scheme {
 		return Result{}, jifu.Errorf(jifu.CodeDenied, "cardpay: the reader is not registered to this merchant")
 	}
 
 	// Claim the order and the KSN counter together, or neither.
-	id, prev, err := s.claim(ctx, req, t, ksn)
+	id, prev, err := s.claim(ctx, req, t, rksn.ksn())
 	if err != nil || prev != nil {
 		if prev != nil {
 			return *prev, nil
@@ -348,16 +341,16 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	res := Result{PaymentID: id, OrderID: req.OrderID, Params: req.Params}
 
 	// Decrypt and check the card. Declines from here on are recorded.
-	keys, err := dukpt.Derive(ipek, ksn)
+	keys, err := deriveKeys(ipek, rksn)
 	if err != nil {
 		return s.fail(ctx, res, "request:ksn", err)
 	}
 	ct, _ := hex.DecodeString(req.EnTracks)
-	plain, err := dukpt.DecryptCBC(keys.Data, ct)
+	plain, err := keys.decryptTracks(ct)
 	if err != nil {
 		return s.decline(ctx, m, req.Amount, res, "card:tracks", "")
 	}
-	t2, t3, err := splitTracks(plain)
+	t2, t3, err := splitTracks(plain, keys.blockSize())
 	wipe(plain)
 	if err != nil {
 		return s.decline(ctx, m, req.Amount, res, "card:tracks", "")
@@ -411,7 +404,7 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	}
 	if req.CardPassword != "" {
 		blk, _ := hex.DecodeString(req.CardPassword)
-		zone, err := s.acq.TranslatePIN(ctx, keys.PIN, blk, card.PAN)
+		zone, err := s.translatePIN(ctx, keys, blk, card.PAN)
 		if err != nil {
 			s.release(ctx, rk)
 			if jifu.ErrorCode(err) == jifu.CodeInvalid {
@@ -461,13 +454,13 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 var beijing = time.FixedZone("CST", 8*3600)
 
 // splitTracks reads the en_tracks plaintext: track 2, optionally '|' and
-// track 3, then 0x00 padding (fewer than 8 bytes of it).
-func splitTracks(plain []byte) (*track.Track2, *track.Track3, error) {
+// track 3, then 0x00 padding (less than one cipher block of it).
+func splitTracks(plain []byte, block int) (*track.Track2, *track.Track3, error) {
 	end := len(plain)
 	for end > 0 && plain[end-1] == 0 {
 		end--
 	}
-	if len(plain)-end >= 8 {
+	if len(plain)-end >= block {
 		return nil, nil, jifu.Errorf(jifu.CodeInvalid, "cardpay: tracks padded beyond one block")
 	}
 	s := string(plain[:end])
@@ -520,7 +513,7 @@ func serviceCodeRule(c track.Card, chip bool) string {
 // result when this exact request was seen before. (Two requests racing with
 // one new order_id and different counters can both move the counter while
 // only one inserts: the counter only ever moves forward, as the reader's.)
-func (s *Service) claim(ctx context.Context, req *request.Request, t *terminal, ksn dukpt.KSN) (int64, *Result, error) {
+func (s *Service) claim(ctx context.Context, req *request.Request, t *terminal, ksn readerKSN) (int64, *Result, error) {
 	var moved int
 	var pid *int64
 	err := s.pool.QueryRow(ctx, `WITH dup AS (

@@ -6,17 +6,24 @@
 // base derivation key) and its key serial number; each payment advances the
 // KSN counter, encrypts the tracks with the transaction's data key
 // (TDES-CBC, IV zero) and the PIN block (ISO 9564 format 0) with its PIN
-// key, and signs the request with the merchant's pay_secret.
+// key, and signs the request with the merchant's pay_secret. An AES DUKPT
+// reader (ANSI X9.24-3, Config.AES) uses AES-CBC (IV zero) for the tracks
+// and an ISO 9564 format 4 PIN block under its AES PIN key.
 //
 //	r, err := cardreader.New(cardreader.Config{OrgID: "ORG1", MerchantID: "M100",
 //		PaySecret: secret, IPEK: ipek, KSN: initialKSN})
+//	aesReader, err := cardreader.New(cardreader.Config{OrgID: "ORG1", MerchantID: "M100",
+//		PaySecret: secret, IPEK: dukpt.AESInitialKey(bdk, aesKSN), AES: true, AESKSN: aesKSN})
 //	req, err := r.Build(cardreader.Payment{OrderID: "A-1", Amount: 12345,
 //		ProductName: "咖啡", Track2: t2, PIN: "1234"})
 //	body := req.Encode() // POST to the card endpoint
 package cardreader
 
 import (
+	"crypto/rand"
 	"encoding/hex"
+	"io"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,9 +41,14 @@ type Config struct {
 	OrgID      string
 	MerchantID string
 	PaySecret  string
-	IPEK       dukpt.Key // the reader's initial key
+	IPEK       dukpt.Key // the reader's initial key (TDES IPEK, or the AES-128 initial key with AES)
 	KSN        dukpt.KSN // initial KSN; its counter is where the reader starts
-	Now        func() time.Time
+	// AES makes this an AES DUKPT reader (X9.24-3, AES-128): AESKSN is then
+	// its KSN (KSN is ignored).
+	AES    bool
+	AESKSN dukpt.AESKSN
+	Rand   io.Reader // the format 4 PIN block's random fill; default crypto/rand
+	Now    func() time.Time
 }
 
 // Reader builds requests. It is safe for concurrent use; each Build uses
@@ -56,7 +68,14 @@ func New(cfg Config) (*Reader, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reader{cfg: cfg, counter: cfg.KSN.Counter()}, nil
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	c := cfg.KSN.Counter()
+	if cfg.AES {
+		c = cfg.AESKSN.Counter()
+	}
+	return &Reader{cfg: cfg, counter: c}, nil
 }
 
 // Payment is what the merchant app and the card give the reader.
@@ -103,6 +122,82 @@ func (r *Reader) SetCounter(c uint32) {
 	r.mu.Unlock()
 }
 
+// nextAESKSN advances to the next counter with at most 16 one bits
+// (X9.24-3).
+func (r *Reader) nextAESKSN() (dukpt.AESKSN, uint32, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if r.counter == math.MaxUint32 {
+			return dukpt.AESKSN{}, 0, jifu.Errorf(jifu.CodeLimit, "cardreader: KSN counter exhausted; the reader needs a new key")
+		}
+		r.counter++
+		k := r.cfg.AESKSN.WithCounter(r.counter)
+		if k.ValidCounter() {
+			r.translog = r.translog%999999 + 1
+			return k, r.translog, nil
+		}
+	}
+}
+
+// sealed is one transaction's card data under its DUKPT keys.
+type sealed struct {
+	ksn, tracks, pinBlock string
+	translog              uint32
+}
+
+func (r *Reader) seal(p Payment, pan string) (sealed, error) {
+	plain := EncodeTracks(p.Track2, p.Track3)
+	defer clear(plain)
+	var out sealed
+	var enc, blk []byte
+	if r.cfg.AES {
+		ksn, translog, err := r.nextAESKSN()
+		if err != nil {
+			return out, err
+		}
+		keys, err := dukpt.DeriveAES(r.cfg.IPEK, ksn)
+		if err != nil {
+			return out, err
+		}
+		plain16 := make([]byte, (len(plain)+15)/16*16) // AES blocks: zero-pad to 16
+		defer clear(plain16)
+		copy(plain16, plain)
+		if enc, err = dukpt.EncryptAESCBC(keys.Data, plain16); err != nil {
+			return out, err
+		}
+		if p.PIN != "" {
+			if blk, err = pinblock.EncryptISO4(keys.PIN, p.PIN, pan, r.cfg.Rand); err != nil {
+				return out, err
+			}
+		}
+		out.ksn, out.translog = ksn.String(), translog
+	} else {
+		ksn, translog, err := r.nextKSN()
+		if err != nil {
+			return out, err
+		}
+		keys, err := dukpt.Derive(r.cfg.IPEK, ksn)
+		if err != nil {
+			return out, err
+		}
+		if enc, err = dukpt.EncryptCBC(keys.Data, plain); err != nil {
+			return out, err
+		}
+		if p.PIN != "" {
+			if blk, err = pinblock.EncryptISO0(keys.PIN, p.PIN, pan); err != nil {
+				return out, err
+			}
+		}
+		out.ksn, out.translog = ksn.String(), translog
+	}
+	out.tracks = strings.ToUpper(hex.EncodeToString(enc))
+	if blk != nil {
+		out.pinBlock = strings.ToUpper(hex.EncodeToString(blk))
+	}
+	return out, nil
+}
+
 // Build encrypts the card data and returns the signed request.
 func (r *Reader) Build(p Payment) (*request.Request, error) {
 	t2, err := track.ParseTrack2(p.Track2)
@@ -110,19 +205,7 @@ func (r *Reader) Build(p Payment) (*request.Request, error) {
 		return nil, err
 	}
 	defer t2.Wipe()
-	ksn, translog, err := r.nextKSN()
-	if err != nil {
-		return nil, err
-	}
-	keys, err := dukpt.Derive(r.cfg.IPEK, ksn)
-	if err != nil {
-		return nil, err
-	}
-	plain := EncodeTracks(p.Track2, p.Track3)
-	enc, err := dukpt.EncryptCBC(keys.Data, plain)
-	for i := range plain {
-		plain[i] = 0
-	}
+	sd, err := r.seal(p, t2.Card().PAN)
 	if err != nil {
 		return nil, err
 	}
@@ -130,17 +213,10 @@ func (r *Reader) Build(p Payment) (*request.Request, error) {
 		OrgID: r.cfg.OrgID, MerchantID: r.cfg.MerchantID, OrderID: p.OrderID, PayMethod: request.PayMethodCard,
 		AmountText: strconv.FormatInt(p.Amount, 10), ProductName: p.ProductName,
 		Timestamp: strconv.FormatInt(r.cfg.Now().Unix(), 10), Encoding: request.EncodingUTF8, Params: p.Params,
-		EnTracks: strings.ToUpper(hex.EncodeToString(enc)), TranslogNo: leftPad(translog, 6), KSN: ksn.String(),
+		EnTracks: sd.tracks, TranslogNo: leftPad(sd.translog, 6), KSN: sd.ksn, CardPassword: sd.pinBlock,
 	}
 	if len(p.ICData) > 0 {
 		req.ICData = strings.ToUpper(hex.EncodeToString(p.ICData))
-	}
-	if p.PIN != "" {
-		blk, err := pinblock.EncryptISO0(keys.PIN, p.PIN, t2.Card().PAN)
-		if err != nil {
-			return nil, err
-		}
-		req.CardPassword = strings.ToUpper(hex.EncodeToString(blk))
 	}
 	req.Sign = req.ComputeSign(r.cfg.PaySecret)
 	if err := req.Check(); err != nil {
@@ -165,4 +241,24 @@ func EncodeTracks(track2, track3 string) []byte {
 func leftPad(n uint32, w int) string {
 	s := strconv.FormatUint(uint64(n), 10)
 	return strings.Repeat("0", w-len(s)) + s
+}
+
+// BuildRefund returns the signed body of POST /card/refund or /card/void
+// (host/cardpay/request.Refund): give back amount fen of the payment
+// orderID; refundID is the merchant's id of this refund or void (sending
+// it again returns the first result). The merchant's server sends it, not
+// the reader: it needs only the merchant's pay_secret.
+func BuildRefund(orgID, merchantID, paySecret, orderID, refundID string, amount int64, now time.Time) (*request.Refund, error) {
+	req := &request.Refund{OrgID: orgID, MerchantID: merchantID, OrderID: orderID, RefundID: refundID,
+		AmountText: strconv.FormatInt(amount, 10), Timestamp: strconv.FormatInt(now.Unix(), 10)}
+	req.Sign = req.ComputeSign(paySecret)
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// Refund is BuildRefund for this reader's merchant.
+func (r *Reader) Refund(orderID, refundID string, amount int64) (*request.Refund, error) {
+	return BuildRefund(r.cfg.OrgID, r.cfg.MerchantID, r.cfg.PaySecret, orderID, refundID, amount, r.cfg.Now())
 }

@@ -46,6 +46,7 @@ const (
 	MaxTracks      = 160 // bytes of ciphertext
 	MaxICData      = 999 // bytes
 	PayMethodCard  = "card"
+	AESKSNBytes    = 12 // an AES DUKPT KSN; a TDES one has 10
 	EncodingUTF8   = "UTF-8"
 )
 
@@ -244,7 +245,16 @@ func (r *Request) Check() error {
 	if len(r.Params) > MaxParams || !utf8.ValidString(r.Params) {
 		return bad("params", "must be at most 1024 bytes of UTF-8")
 	}
-	if r.EnTracks == "" || len(r.EnTracks)%16 != 0 || len(r.EnTracks) > 2*MaxTracks || !isHex(r.EnTracks) {
+	// An AES DUKPT reader (24-digit KSN) encrypts with AES: 16-byte blocks
+	// for the tracks and an ISO 9564 format 4 PIN block of 16 bytes; a TDES
+	// one uses 8-byte blocks and format 0 (or 3). ISO 9564-1 ties format 4 to
+	// AES: an 8-byte block under an AES key is refused, not guessed at.
+	aes := len(r.KSN) == 2*AESKSNBytes
+	if aes {
+		if len(r.EnTracks) == 0 || len(r.EnTracks)%32 != 0 || len(r.EnTracks) > 2*MaxTracks || !isHex(r.EnTracks) {
+			return bad("en_tracks", "must be hex AES-CBC ciphertext, a multiple of 16 bytes, at most 160 bytes (AES KSN)")
+		}
+	} else if r.EnTracks == "" || len(r.EnTracks)%16 != 0 || len(r.EnTracks) > 2*MaxTracks || !isHex(r.EnTracks) {
 		return bad("en_tracks", "must be hex TDES-CBC ciphertext, a multiple of 8 bytes, at most 160 bytes")
 	}
 	if r.ICData != "" {
@@ -256,8 +266,12 @@ func (r *Request) Check() error {
 			return jifu.Errorf(jifu.CodeInvalid, "request: ic_data: %s", jifu.ErrorMessage(err))
 		}
 	}
-	if r.CardPassword != "" && ((len(r.CardPassword) != 16 && len(r.CardPassword) != 32) || !isHex(r.CardPassword)) {
-		return bad("card_password", "must be an 8- or 16-byte encrypted PIN block in hex")
+	switch {
+	case r.CardPassword == "":
+	case aes && (len(r.CardPassword) != 32 || !isHex(r.CardPassword)):
+		return bad("card_password", "must be a 16-byte ISO 9564 format 4 PIN block in hex (AES KSN)")
+	case !aes && (len(r.CardPassword) != 16 || !isHex(r.CardPassword)):
+		return bad("card_password", "must be an 8-byte ISO 9564 format 0 PIN block in hex (TDES KSN)")
 	}
 	if len(r.TranslogNo) != 6 || !digits(r.TranslogNo) {
 		return bad("translog_no", "must be 6 digits")

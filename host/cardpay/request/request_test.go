@@ -86,6 +86,16 @@ func TestDecode(t *testing.T) {
 		{"tracks empty", mod(func(m map[string]any) { delete(m, "en_tracks") }), jifu.CodeInvalid},
 		{"ic data bad tlv", mod(func(m map[string]any) { m["ic_data"] = "9F2605AB" }), jifu.CodeInvalid},
 		{"pin block", mod(func(m map[string]any) { m["card_password"] = "1234" }), jifu.CodeInvalid},
+		{"16-byte pin block with a TDES KSN", mod(func(m map[string]any) { m["card_password"] = strings.Repeat("AB", 16) }), jifu.CodeInvalid},
+		{"format 0 block with an AES KSN", mod(func(m map[string]any) {
+			m["ksn"], m["en_tracks"] = "123456789012345600000001", strings.Repeat("00", 32)
+		}), jifu.CodeInvalid},
+		{"AES KSN, tracks not in 16-byte blocks", mod(func(m map[string]any) {
+			m["ksn"], m["card_password"], m["en_tracks"] = "123456789012345600000001", strings.Repeat("AB", 16), strings.Repeat("00", 24)
+		}), jifu.CodeInvalid},
+		{"AES request", mod(func(m map[string]any) {
+			m["ksn"], m["card_password"], m["en_tracks"] = "123456789012345600000001", strings.Repeat("AB", 16), strings.Repeat("00", 32)
+		}), ""},
 		{"translog", mod(func(m map[string]any) { m["translog_no"] = "1" }), jifu.CodeInvalid},
 		{"ksn", mod(func(m map[string]any) { m["ksn"] = "XYZ" }), jifu.CodeInvalid},
 		{"sign", mod(func(m map[string]any) { m["sign"] = "abc" }), jifu.CodeInvalid},
