@@ -34,6 +34,7 @@ type cardJobs struct {
 	now      func() time.Time
 
 	reconciled string // the last day reconciled by this process (yyyy-mm-dd)
+	upgraded   string // the last day user levels were upgraded (yyyy-mm-dd)
 }
 
 // defaultAcquirerFiles is where `jifu acquirer-sim` writes its files
@@ -86,6 +87,18 @@ func (j *cardJobs) tick(ctx context.Context) {
 		}
 	}
 	warn("reconciliation", j.reconcile(ctx, yesterday))
+	// User levels move up as clean days pass (101→102→103), which no
+	// payment triggers: once a day (T0 settlement moves its own merchants).
+	if day := now.Format("2006-01-02"); j.upgraded != day {
+		changes, err := j.svc.Desk().UpgradeUserLevels(ctx)
+		if err == nil {
+			j.upgraded = day
+		}
+		if len(changes) > 0 {
+			j.log.InfoContext(ctx, "card jobs: user levels upgraded", "users", len(changes))
+		}
+		warn("user-level upgrades", err)
+	}
 }
 
 // reconcile checks day against the acquirer's file once the file is there.
