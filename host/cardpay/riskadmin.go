@@ -243,7 +243,7 @@ func checkLadder(ps *riskProblems, perTx, perDay, perMonth int64) {
 	}
 }
 
-func checkText(ps *riskProblems, field, v string, max int, required bool) {
+func checkRiskText(ps *riskProblems, field, v string, max int, required bool) {
 	switch {
 	case !utf8.ValidString(v):
 		*ps = append(*ps, RiskProblem{field, "is not valid UTF-8"})
@@ -257,8 +257,8 @@ func checkText(ps *riskProblems, field, v string, max int, required bool) {
 }
 
 func (e RiskEdit) check(ps *riskProblems) {
-	checkText(ps, "actor", e.Actor, maxRiskText, true)
-	checkText(ps, "reason", e.Reason, maxRiskReason, true)
+	checkRiskText(ps, "actor", e.Actor, maxRiskText, true)
+	checkRiskText(ps, "reason", e.Reason, maxRiskReason, true)
 }
 
 // Validate checks the class's values (not that its priority is free: the
@@ -284,7 +284,7 @@ func (c *RiskClass) Validate() error {
 	if c.MinCleanDays < 0 || c.MinCleanDays > MaxCleanDays {
 		ps = append(ps, RiskProblem{"min_clean_days", fmt.Sprintf("must be 0..%d", MaxCleanDays)})
 	}
-	checkText(&ps, "how", c.How, maxRiskText, false)
+	checkRiskText(&ps, "how", c.How, maxRiskText, false)
 	if len(ps) > 0 {
 		return invalidEdit(ps)
 	}
@@ -308,7 +308,7 @@ func (t *RiskTerminalType) Validate() error {
 func (l *RiskUserLevel) Validate() error {
 	var ps riskProblems
 	checkAmount(&ps, "t0_per_day", l.T0PerDay)
-	checkText(&ps, "how", l.How, maxRiskText, false)
+	checkRiskText(&ps, "how", l.How, maxRiskText, false)
 	if len(ps) > 0 {
 		return invalidEdit(ps)
 	}
