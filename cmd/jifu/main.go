@@ -48,6 +48,7 @@ type cli struct {
 
 	AcquirerSim acquirerSimCmd `cmd:"" name:"acquirer-sim" help:"Run the local card acquirer (ISO 8583 over TCP) with its journal and settlement files."`
 	Terminal    terminalCmd    `cmd:"" help:"Demo card reader commands."`
+	Card        cardCmd        `cmd:"" help:"Card core operator commands: erroneous transactions, user levels."`
 }
 
 // env is what every command receives: the process's environment and output.

@@ -7,13 +7,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/cardpay/iso8583"
 )
 
 // RetryReversals sends again the reversal of every payment left
 // reversal_pending (the acquirer did not acknowledge it in time), marks the
-// acknowledged ones reversed and gives back their risk counters. For a
-// scheduler; it returns how many were reversed.
+// acknowledged ones reversed and gives back their risk counters. A payment
+// whose reversal is still unanswered becomes an erroneous transaction
+// (ErrorReversalUnanswered, once per payment), closed as not at fault when
+// the acknowledgement comes. For a scheduler; it returns how many were
+// reversed.
 func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 	rows, err := s.pool.Query(ctx, `SELECT p.id, p.org_id, p.merchant_id, p.stan, p.acq_tid, p.acq_mid, p.amount, p.batch_no,
 		p.card_token, p.terminal_type, p.card_class, p.t0, p.created_at, p.order_id, p.params, p.pan_masked
@@ -43,6 +47,9 @@ func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 			Condition: "00", TerminalID: p.tid, MerchantID: p.mid, Currency: iso8583.CurrencyCNY, Field60: iso8583.TypePurchase + p.batch}
 		if err := s.acq.Reverse(ctx, orig); err != nil {
 			s.log.WarnContext(ctx, "cardpay: reversal still not acknowledged", "payment", p.id, "err", err)
+			if err := s.Desk().recordUnansweredReversal(ctx, p.id); err != nil {
+				s.log.ErrorContext(ctx, "cardpay: recording an unanswered reversal failed", "payment", p.id, "err", jifu.ErrorMessage(err))
+			}
 			continue
 		}
 		m, err := s.merchant(ctx, p.org, p.merchant)
@@ -76,6 +83,9 @@ func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 		}
 		if p.token != "" && p.class != "" {
 			s.release(ctx, riskOutcome{applied: cs, amount: p.amount})
+		}
+		if err := s.Desk().resolveReversal(ctx, p.id); err != nil {
+			s.log.ErrorContext(ctx, "cardpay: closing the unanswered-reversal case failed", "payment", p.id, "err", jifu.ErrorMessage(err))
 		}
 		s.log.InfoContext(ctx, "cardpay: reversed on retry", "payment", p.id, "ref", fmt.Sprintf("%s/%s", p.tid, p.stan))
 		n++

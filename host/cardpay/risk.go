@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,9 @@ type rules struct {
 	classes []ClassRule // by priority
 	types   map[string]limits
 	levels  map[string]int64 // T0 per day
+
+	userMu sync.RWMutex
+	users  map[string]string // merchant (org\x00id) → its user level, read once per generation (userLevel)
 }
 
 type cardFacts struct {
@@ -64,15 +68,18 @@ func classify(rs []ClassRule, c cardFacts, now time.Time) *ClassRule {
 			return r
 		}
 	}
+	// Clean days count from the card's last erroneous transaction that
+	// counts (card_cards.last_error_at, kept by the Desk from card_errors),
+	// else from its first sighting.
 	clean := c.firstSeen
-	if c.lastError != nil {
+	if c.lastError != nil && c.lastError.After(clean) {
 		clean = *c.lastError
 	}
-	cleanDays := int(now.Sub(clean) / (24 * time.Hour))
+	days := cleanDays(clean, now)
 	for i := range rs {
 		r := &rs[i]
 		if r.NeedCreditOK && !c.creditOK || r.NeedBound && !c.bound || r.NeedChip && !c.chip ||
-			r.NeedKind != "" && r.NeedKind != c.kind || c.cumulative < r.MinCumulative || cleanDays < r.MinCleanDays {
+			r.NeedKind != "" && r.NeedKind != c.kind || c.cumulative < r.MinCumulative || days < r.MinCleanDays {
 			continue
 		}
 		return r
@@ -184,9 +191,13 @@ func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked 
 		{"user", user + "/" + t.typ, day, tl.perDay, "terminal_type:" + t.typ + ":per_day"},
 		{"user", user + "/" + t.typ, month, tl.perMonth, "terminal_type:" + t.typ + ":per_month"},
 	}
+	level, err := s.userLevel(ctx, rs, m) // not m.level: levels change (upgrades, risk staff)
+	if err != nil {
+		return out, err
+	}
 	t0 := []counter{
 		{"card_t0", token, day, cls.T0PerDay, "card_class:" + cls.Class + ":t0_per_day"},
-		{"user_t0", user, day, rs.levels[m.level], "user_level:" + m.level + ":t0_per_day"},
+		{"user_t0", user, day, rs.levels[level], "user_level:" + level + ":t0_per_day"},
 	}
 	all := append(append([]counter{}, main...), t0...)
 	sort.Slice(all, func(i, j int) bool { return all[i].key() < all[j].key() })

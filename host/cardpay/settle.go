@@ -145,6 +145,9 @@ func (s *Service) Settle(ctx context.Context, day time.Time, mode string) ([]Bat
 			}
 		}
 	}
+	if mode == T0 && len(out) > 0 {
+		s.upgradeAfterT0(ctx, out) // user levels whose condition is T0 volume
+	}
 	return out, nil
 }
 
@@ -167,7 +170,9 @@ type Difference struct {
 
 // Reconcile compares the day's approved payments and refunds with the
 // acquirer's settlement file, by RRN, and lists the differences (empty: the
-// books agree). Refunds count negative, as in the file.
+// books agree). Refunds count negative, as in the file. Each difference is
+// recorded as an erroneous transaction (ErrorLong, ErrorShort,
+// ErrorAmountMismatch) once: reconciling the day again adds none.
 func (s *Service) Reconcile(ctx context.Context, day time.Time, file []AcquirerLine) ([]Difference, error) {
 	d := day.In(beijing).Format("2006-01-02")
 	rows, err := s.pool.Query(ctx, `SELECT rrn, order_id, amount FROM card_payments WHERE settle_date = $1 AND status = 'approved' ORDER BY id`, d)
@@ -221,6 +226,10 @@ func (s *Service) Reconcile(ctx context.Context, day time.Time, file []AcquirerL
 		if !seen[r] {
 			diffs = append(diffs, Difference{RRN: r, OrderID: mine[r].order, Platform: mine[r].amount, Kind: "missing_at_acquirer"})
 		}
+	}
+	// Each difference is an erroneous transaction (长款, 短款, amount), once per day and RRN.
+	if err := s.Desk().recordDifferences(ctx, day, diffs); err != nil {
+		return diffs, err
 	}
 	return diffs, nil
 }
