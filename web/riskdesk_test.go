@@ -297,6 +297,15 @@ func TestFlowRiskDeskEdits(t *testing.T) {
 		"per_day", "1.00", "per_month", "1.00", "t0_per_day", "1.00", "min_cumulative", "0", "min_clean_days", "0", "reason", "x"),
 		http.StatusNotFound, `data-code="not_found"`)
 	wantStatus(t, "unknown level page", risk.get("/risk/levels/999"), http.StatusNotFound, `data-code="not_found"`)
+	lpath := "/risk/levels/103"
+	lv := versionRE.FindStringSubmatch(risk.get(lpath).body)[1]
+	wantStatus(t, "upgrade cycle", risk.form(lpath, lpath, "version", lv, "t0_per_day", "15000.00", "how", "x", "upgrade_from", "103",
+		"min_t0_cumulative", "30000.00", "min_clean_days", "15", "reason", "x"), http.StatusBadRequest, `data-testid="problem-upgrade_from"`)
+	pg = risk.form(lpath, lpath, "version", lv, "t0_per_day", "15000.00", "how", "T0累计达2.5", "upgrade_from", "102",
+		"min_t0_cumulative", "25000.00", "min_clean_days", "10", "reason", "faster upgrades")
+	if l, _ := p.desk.UserLevel(ctx, "103"); pg.status != http.StatusSeeOther || l.MinT0Cumulative != 2_500_000 || l.MinCleanDays != 10 {
+		t.Fatalf("level save: %d %+v", pg.status, l)
+	}
 }
 
 // TestFlowRiskDeskBrowser: in headless Chromium a risk officer lowers the

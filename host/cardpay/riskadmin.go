@@ -110,11 +110,19 @@ type RiskTerminalType struct {
 	RiskStamp
 }
 
-// RiskUserLevel is one user level's T0 limit per day.
+// RiskUserLevel is one user level's T0 limit per day and, for a level
+// reached automatically, its upgrade conditions (UserLevelRule is the same
+// row as the upgrade job reads it).
 type RiskUserLevel struct {
 	Level    string
 	T0PerDay int64  // fen
 	How      string // how a user gets the level, in words
+	// UpgradeFrom is the level a user is raised from automatically once it
+	// has MinT0Cumulative fen of T0 volume and MinCleanDays days without an
+	// erroneous transaction; "" for a level set by staff or verification.
+	UpgradeFrom     string
+	MinT0Cumulative int64 // fen
+	MinCleanDays    int
 	RiskStamp
 }
 
@@ -213,11 +221,13 @@ func (t *RiskTerminalType) fields() []riskField {
 }
 
 func (l *RiskUserLevel) fields() []riskField {
-	return []riskField{fenField("t0_per_day", l.T0PerDay), textField("how", l.How)}
+	return []riskField{fenField("t0_per_day", l.T0PerDay), textField("how", l.How), textField("upgrade_from", l.UpgradeFrom),
+		fenField("min_t0_cumulative", l.MinT0Cumulative), intField("min_clean_days", int64(l.MinCleanDays))}
 }
 
 // fenFields are the amount columns of every table (for reading history).
-var fenFields = map[string]bool{"per_tx": true, "per_day": true, "per_month": true, "t0_per_day": true, "min_cumulative": true}
+var fenFields = map[string]bool{"per_tx": true, "per_day": true, "per_month": true, "t0_per_day": true, "min_cumulative": true,
+	"min_t0_cumulative": true}
 
 func checkAmount(ps *riskProblems, field string, v int64) {
 	if v < 0 {
@@ -304,11 +314,20 @@ func (t *RiskTerminalType) Validate() error {
 	return nil
 }
 
-// Validate checks the level's limit.
+// Validate checks the level's limit and upgrade conditions (not that
+// UpgradeFrom names a level, nor that upgrades form no cycle: the desk
+// checks those against the table).
 func (l *RiskUserLevel) Validate() error {
 	var ps riskProblems
 	checkAmount(&ps, "t0_per_day", l.T0PerDay)
 	checkRiskText(&ps, "how", l.How, maxRiskText, false)
+	checkAmount(&ps, "min_t0_cumulative", l.MinT0Cumulative)
+	if l.MinCleanDays < 0 || l.MinCleanDays > MaxCleanDays {
+		ps = append(ps, RiskProblem{"min_clean_days", fmt.Sprintf("must be 0..%d", MaxCleanDays)})
+	}
+	if l.UpgradeFrom != "" && l.UpgradeFrom == l.Level {
+		ps = append(ps, RiskProblem{"upgrade_from", "a level cannot be reached from itself"})
+	}
 	if len(ps) > 0 {
 		return invalidEdit(ps)
 	}
@@ -319,7 +338,7 @@ const (
 	classCols = `class, priority, per_tx, per_day, per_month, t0_per_day, need_credit_ok, need_bound, need_chip, need_kind,
 		min_cumulative, min_clean_days, how, version, updated_at, updated_by`
 	typeCols  = `terminal_type, per_tx, per_day, per_month, version, updated_at, updated_by`
-	levelCols = `level, t0_per_day, how, version, updated_at, updated_by`
+	levelCols = `level, t0_per_day, how, upgrade_from, min_t0_cumulative, min_clean_days, version, updated_at, updated_by`
 )
 
 func scanClass(row pgx.CollectableRow) (RiskClass, error) {
@@ -337,7 +356,7 @@ func scanType(row pgx.CollectableRow) (RiskTerminalType, error) {
 
 func scanLevel(row pgx.CollectableRow) (RiskUserLevel, error) {
 	var l RiskUserLevel
-	err := row.Scan(&l.Level, &l.T0PerDay, &l.How, &l.Version, &l.UpdatedAt, &l.UpdatedBy)
+	err := row.Scan(&l.Level, &l.T0PerDay, &l.How, &l.UpgradeFrom, &l.MinT0Cumulative, &l.MinCleanDays, &l.Version, &l.UpdatedAt, &l.UpdatedBy)
 	return l, err
 }
 
@@ -465,9 +484,11 @@ func (d *RiskDesk) UpdateTerminalType(ctx context.Context, t RiskTerminalType, e
 	return out, err
 }
 
-// UpdateUserLevel stores l's T0 limit and text for l.Level, provided the
-// row is still at l.Version (errors as for UpdateClass). Which level a
-// merchant holds is not changed here.
+// UpdateUserLevel stores l's T0 limit, text and upgrade conditions for
+// l.Level, provided the row is still at l.Version (errors as for
+// UpdateClass; also CodeInvalid for an UpgradeFrom that is no level or
+// that would make upgrades go round in a cycle). Which level a merchant
+// holds is not changed here (Desk.SetUserLevel does that).
 func (d *RiskDesk) UpdateUserLevel(ctx context.Context, l RiskUserLevel, e RiskEdit) (RiskUserLevel, error) {
 	if err := validateEdit(l.Validate(), e); err != nil {
 		return RiskUserLevel{}, err
@@ -478,9 +499,12 @@ func (d *RiskDesk) UpdateUserLevel(ctx context.Context, l RiskUserLevel, e RiskE
 		out = cur
 		return cur.fields(), cur.RiskStamp, err
 	}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE card_risk_user_levels SET t0_per_day = $2, how = $3,
-			version = version + 1, updated_at = now(), updated_by = $4 WHERE level = $1 RETURNING `+levelCols,
-			l.Level, l.T0PerDay, l.How, e.Actor)
+		if err := checkUpgradeChain(ctx, tx, l.Level, l.UpgradeFrom); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `UPDATE card_risk_user_levels SET t0_per_day = $2, how = $3, upgrade_from = $4, min_t0_cumulative = $5,
+			min_clean_days = $6, version = version + 1, updated_at = now(), updated_by = $7 WHERE level = $1 RETURNING `+levelCols,
+			l.Level, l.T0PerDay, l.How, l.UpgradeFrom, l.MinT0Cumulative, l.MinCleanDays, e.Actor)
 		if err != nil {
 			return err
 		}
@@ -488,6 +512,35 @@ func (d *RiskDesk) UpdateUserLevel(ctx context.Context, l RiskUserLevel, e RiskE
 		return err
 	}, func() RiskStamp { return out.RiskStamp })
 	return out, err
+}
+
+// checkUpgradeChain refuses an upgrade_from that is not a level or that
+// leads back to level (the upgrade job would move users round a cycle).
+// The rows are locked (FOR SHARE) so a concurrent edit cannot close a
+// cycle between the check and the commit.
+func checkUpgradeChain(ctx context.Context, tx pgx.Tx, level, from string) error {
+	if from == "" {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT level, upgrade_from FROM card_risk_user_levels ORDER BY level FOR SHARE`)
+	if err != nil {
+		return dbErr(ctx, "check upgrades", err)
+	}
+	prev := map[string]string{}
+	var l, f string
+	if _, err := pgx.ForEachRow(rows, []any{&l, &f}, func() error { prev[l] = f; return nil }); err != nil {
+		return dbErr(ctx, "check upgrades", err)
+	}
+	if _, ok := prev[from]; !ok {
+		return invalidEdit(riskProblems{{"upgrade_from", fmt.Sprintf("%q is not a user level", from)}})
+	}
+	prev[level] = from
+	for x, n := from, 0; x != "" && n <= len(prev); x, n = prev[x], n+1 {
+		if x == level {
+			return invalidEdit(riskProblems{{"upgrade_from", "upgrades would go round in a cycle back to " + level}})
+		}
+	}
+	return nil
 }
 
 // validateEdit merges the row's problems with the edit's own.
@@ -561,7 +614,7 @@ var columnOrder = map[string][]string{
 	RiskTableClass: {"priority", "per_tx", "per_day", "per_month", "t0_per_day", "need_credit_ok", "need_bound", "need_kind",
 		"need_chip", "min_cumulative", "min_clean_days", "how"},
 	RiskTableTerminalType: {"per_tx", "per_day", "per_month"},
-	RiskTableUserLevel:    {"t0_per_day", "how"},
+	RiskTableUserLevel:    {"t0_per_day", "how", "upgrade_from", "min_t0_cumulative", "min_clean_days"},
 }
 
 // Changes lists accepted edits, newest first.

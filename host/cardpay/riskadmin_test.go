@@ -2,6 +2,7 @@ package cardpay_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -171,10 +172,15 @@ func TestRiskDeskRefusals(t *testing.T) {
 	}
 	lvl := before.UserLevels[0]
 	for name, f := range map[string]func(l *cardpay.RiskUserLevel){
-		"negative": func(l *cardpay.RiskUserLevel) { l.T0PerDay = -1 },
-		"over":     func(l *cardpay.RiskUserLevel) { l.T0PerDay = cardpay.MaxRiskAmount + 1 },
-		"how":      func(l *cardpay.RiskUserLevel) { l.How = strings.Repeat("长", 201) },
-		"control":  func(l *cardpay.RiskUserLevel) { l.How = "a\x00b" },
+		"negative":             func(l *cardpay.RiskUserLevel) { l.T0PerDay = -1 },
+		"over":                 func(l *cardpay.RiskUserLevel) { l.T0PerDay = cardpay.MaxRiskAmount + 1 },
+		"how":                  func(l *cardpay.RiskUserLevel) { l.How = strings.Repeat("长", 201) },
+		"control":              func(l *cardpay.RiskUserLevel) { l.How = "a\x00b" },
+		"upgrade from itself":  func(l *cardpay.RiskUserLevel) { l.UpgradeFrom = l.Level },
+		"negative volume":      func(l *cardpay.RiskUserLevel) { l.MinT0Cumulative = -1 },
+		"clean days":           func(l *cardpay.RiskUserLevel) { l.MinCleanDays = cardpay.MaxCleanDays + 1 },
+		"unknown upgrade from": func(l *cardpay.RiskUserLevel) { l.UpgradeFrom = "999" },
+		"upgrade cycle":        func(l *cardpay.RiskUserLevel) { l.UpgradeFrom = "103" }, // 101 ← 103 ← 102 ← 101
 	} {
 		t.Run("level/"+name, func(t *testing.T) {
 			l := lvl
@@ -253,6 +259,25 @@ func TestRiskDeskConflictAndHistory(t *testing.T) {
 		t.Fatalf("change %+v, want fields %+v", c, want)
 	}
 
+	// User levels carry the upgrade conditions (as the upgrade job reads them).
+	l103, err := desk.UserLevel(ctx, "103")
+	if err != nil || l103.UpgradeFrom != "102" || l103.MinT0Cumulative != 3_000_000 || l103.MinCleanDays != 15 {
+		t.Fatalf("103 = %+v %v, want the seed's 102 → 103 at 3 万 and 15 days", l103, err)
+	}
+	l103.MinT0Cumulative, l103.MinCleanDays = 2_500_000, 10
+	if l103, err = desk.UpdateUserLevel(ctx, l103, cardpay.RiskEdit{Actor: "risk#1 Alice", Reason: "faster upgrades"}); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := cardpay.NewDesk(dbtest.Pool(t), cardpay.DeskOptions{}).UserLevels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		if r.Level == "103" && (r.MinT0Cumulative != 2_500_000 || r.MinCleanDays != 10 || r.UpgradeFrom != "102") {
+			t.Fatalf("the upgrade job reads %+v", r)
+		}
+	}
+
 	// A class edit changing several fields lists each, in column order.
 	rs, _ := desk.Rules(ctx)
 	ic := class(t, rs, "IC卡2")
@@ -283,9 +308,18 @@ func TestRiskDeskNextPayment(t *testing.T) {
 	desk := e.svc.RiskDesk()
 	restoreRules(t, desk)
 	r := e.merchant(t, "mpos", 1)[0]
-	// Warm the service's rule cache with the seed's limits.
-	if res, err := e.svc.Authorize(e.ctx, build(t, r, pay("rd-1", 20_000))); err != nil || !res.Approved() {
-		t.Fatalf("first payment: %+v %v", res, err)
+	// Warm the service's rule cache with the seed's limits. Other tests
+	// sign other clients on to the shared simulator, which gives it new
+	// working keys: the shared client's next message is refused (A0) and
+	// it signs on again, so the warm-up may take a second payment.
+	for i := 0; ; i++ {
+		res, err := e.svc.Authorize(e.ctx, build(t, r, pay(fmt.Sprintf("rd-1-%d", i), 20_000)))
+		if err == nil && res.Approved() {
+			break
+		}
+		if i == 2 || res.Status != cardpay.StatusFailed {
+			t.Fatalf("first payment: %+v %v", res, err)
+		}
 	}
 	mpos, err := desk.TerminalType(e.ctx, "mpos")
 	if err != nil {

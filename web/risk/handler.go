@@ -213,7 +213,8 @@ func (h *handler) tables() []*table {
 				return levelFields(l), l.RiskStamp, err
 			},
 			store: func(ctx context.Context, key string, version int64, f *form, e cardpay.RiskEdit) ([]Field, cardpay.RiskStamp, error) {
-				l := cardpay.RiskUserLevel{Level: key, T0PerDay: f.yuan("t0_per_day"), How: f.text("how")}
+				l := cardpay.RiskUserLevel{Level: key, T0PerDay: f.yuan("t0_per_day"), How: f.text("how"), UpgradeFrom: f.text("upgrade_from"),
+					MinT0Cumulative: f.yuan("min_t0_cumulative"), MinCleanDays: f.int("min_clean_days")}
 				l.Version = version
 				if err := f.err(); err != nil {
 					return nil, cardpay.RiskStamp{}, err
@@ -253,6 +254,9 @@ func levelFields(l cardpay.RiskUserLevel) []Field {
 	return []Field{
 		{Name: "t0_per_day", Label: "T0 per day (元)", Kind: KindYuan, Value: InputYuan(l.T0PerDay)},
 		{Name: "how", Label: "How a user gets it (shown to staff)", Kind: KindText, Value: l.How},
+		{Name: "upgrade_from", Label: "Reached automatically from level (empty: set by risk staff or verification)", Kind: KindText, Value: l.UpgradeFrom},
+		{Name: "min_t0_cumulative", Label: "… once its T0 volume is at least (元)", Kind: KindYuan, Value: InputYuan(l.MinT0Cumulative)},
+		{Name: "min_clean_days", Label: "… and it has this many days without an erroneous transaction", Kind: KindInt, Value: itoa(int64(l.MinCleanDays))},
 	}
 }
 

@@ -28,7 +28,8 @@ func ruleSet() cardpay.RiskRuleSet {
 				MinCleanDays: 45, RiskStamp: cardpay.RiskStamp{Version: 3, UpdatedAt: at, UpdatedBy: "risk#3 Li"}},
 		},
 		TerminalTypes: []cardpay.RiskTerminalType{{TerminalType: "mpos", PerTx: 3_000_000, PerDay: 6_000_000, PerMonth: 9_000_000, RiskStamp: seed}},
-		UserLevels:    []cardpay.RiskUserLevel{{Level: "101", T0PerDay: 300_000, How: "实名认证", RiskStamp: seed}},
+		UserLevels: []cardpay.RiskUserLevel{{Level: "101", T0PerDay: 300_000, How: "实名认证", RiskStamp: seed},
+			{Level: "102", T0PerDay: 1_000_000, How: "T0累计达0.9", UpgradeFrom: "101", MinT0Cumulative: 900_000, MinCleanDays: 15, RiskStamp: seed}},
 	}
 }
 
@@ -42,10 +43,11 @@ func TestRules(t *testing.T) {
 	v := risk.RulesView{Page: page, Rules: ruleSet(), Changes: changes()}
 	doc := webtest.Render(t, risk.Rules(v))
 	tests := map[string]string{
-		"class-红卡1":        "20 红卡1 100,000.00 (10 万) 200,000.00 (20 万) 300,000.00 (30 万) 100,000.00 (10 万) three-way bound, credit card, cumulative ≥ 100,000.00 三维绑定 v1 · seed · 2026-12-01 09:30 UTC",
+		"class-红卡1":         "20 红卡1 100,000.00 (10 万) 200,000.00 (20 万) 300,000.00 (30 万) 100,000.00 (10 万) three-way bound, credit card, cumulative ≥ 100,000.00 三维绑定 v1 · seed · 2026-12-01 09:30 UTC",
 		"class-IC卡2-per_tx": "100,000.00 (10 万)",
 		"terminal-mpos":     "mpos 30,000.00 (3 万) 60,000.00 (6 万) 90,000.00 (9 万) v1 · seed · 2026-12-01 09:30 UTC",
-		"level-101":         "101 3,000.00 (0.3 万) 实名认证 v1 · seed · 2026-12-01 09:30 UTC",
+		"level-101":         "101 3,000.00 (0.3 万) 实名认证 by staff or verification v1 · seed · 2026-12-01 09:30 UTC",
+		"level-102-upgrade": "from 101 at T0 volume ≥ 9,000.00, 15 days clean",
 		"change-7":          "2026-12-01 09:30 UTC v3 Card class IC卡2 risk#3 Li t0_per_day 100,000.00 → 200,000.00 min_clean_days 30 → 45 工单 12",
 	}
 	for id, want := range tests {

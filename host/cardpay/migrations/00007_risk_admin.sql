@@ -4,7 +4,8 @@
 -- it read; a stale one is refused with conflict) and who changed it last;
 -- every change leaves one row in card_risk_changes, written in the same
 -- transaction. The CHECKs repeat the API's validation, so no other writer
--- can store a rule set the service would misread.
+-- can store a rule set the service would misread. (After 00006, which
+-- gives user levels their upgrade conditions.)
 ALTER TABLE card_risk_classes
     ADD COLUMN version    bigint      NOT NULL DEFAULT 1,
     ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
@@ -23,7 +24,8 @@ ALTER TABLE card_risk_user_levels
     ADD COLUMN version    bigint      NOT NULL DEFAULT 1,
     ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN updated_by text        NOT NULL DEFAULT 'seed',
-    ADD CONSTRAINT card_risk_user_levels_valid CHECK (t0_per_day >= 0);
+    ADD CONSTRAINT card_risk_user_levels_valid CHECK (
+        t0_per_day >= 0 AND min_t0_cumulative >= 0 AND min_clean_days >= 0 AND upgrade_from <> level);
 
 -- The change history: one row per accepted edit. before and after hold the
 -- row's editable fields (amounts in fen); version is the row's version
