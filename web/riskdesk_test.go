@@ -39,6 +39,8 @@ type riskPlatform struct {
 	card   *cardpay.Service
 	desk   *cardpay.RiskDesk
 	reader *cardreader.Reader
+	org    string // the reader's merchant
+	mid    string
 }
 
 var (
@@ -106,7 +108,7 @@ func newRiskPlatform(t *testing.T) *riskPlatform {
 		t.Fatal(err)
 	}
 	desk := card.RiskDesk()
-	srv := httptest.NewServer(web.New(web.Deps{Market: svc, Outbox: outbox, Risk: desk, Ready: pool.Ping}))
+	srv := httptest.NewServer(web.New(web.Deps{Market: svc, Outbox: outbox, Risk: desk, RiskCases: card.Desk(), Ready: pool.Ping}))
 	t.Cleanup(func() {
 		srv.Close()
 		_ = svc.Close(ctx)
@@ -114,7 +116,7 @@ func newRiskPlatform(t *testing.T) *riskPlatform {
 		acq.Close()
 		stopSim()
 	})
-	return &riskPlatform{platform: &platform{srv: srv, svc: svc, outbox: outbox}, card: card, desk: desk, reader: reader}
+	return &riskPlatform{platform: &platform{srv: srv, svc: svc, outbox: outbox}, card: card, desk: desk, reader: reader, org: "ORG1", mid: mid}
 }
 
 // pay makes one card payment of amount fen at the merchant's reader.
@@ -147,11 +149,16 @@ func TestFlowRiskDeskAccess(t *testing.T) {
 	rev := p.staff(t, "rev@risk.test", marketplace.RoleReviewer)
 	dev := p.developer(t, "dev@risk.test")
 	for name, b := range map[string]*browser{"reviewer": rev, "developer": dev} {
-		for _, path := range []string{"/risk/", "/risk/history", "/risk/terminals/mpos", "/risk/classes/" + url.PathEscape("红卡1"), "/risk/levels/201"} {
+		for _, path := range []string{"/risk/", "/risk/history", "/risk/terminals/mpos", "/risk/classes/" + url.PathEscape("红卡1"), "/risk/levels/201",
+			"/risk/errors", "/risk/errors/new", "/risk/errors/1", "/risk/merchants?org=ORG1&merchant=RISK1"} {
 			wantStatus(t, name+" GET "+path, b.get(path), http.StatusForbidden, `data-code="denied"`)
 		}
 		pg := b.form("/risk/", "/risk/terminals/mpos", "version", "1", "per_tx", "1.00", "per_day", "2.00", "per_month", "3.00", "reason", "x")
 		wantStatus(t, name+" POST", pg, http.StatusForbidden, `data-code="denied"`)
+		wantStatus(t, name+" POST level", b.form("/risk/", "/risk/merchants/level", "org", p.org, "merchant", p.mid, "level", "203", "reason", "x"),
+			http.StatusForbidden, `data-code="denied"`)
+		wantStatus(t, name+" POST case", b.form("/risk/", "/risk/errors", "kind", "long", "org", p.org, "merchant", p.mid, "note", "x"),
+			http.StatusForbidden, `data-code="denied"`)
 		if strings.Contains(b.get("/risk/").body, `data-testid="nav-risk"`) {
 			t.Errorf("%s sees the risk link", name)
 		}
@@ -418,4 +425,119 @@ func TestFlowRiskDeskBrowser(t *testing.T) {
 	if res := p.pay(t, "rb-3", 15_000); !res.Approved() {
 		t.Fatalf("150.00 元 after the change: %+v", res)
 	}
+}
+
+var caseRE = regexp.MustCompile(`^/risk/errors/(\d+)\?done=opened$`)
+
+// The 差错 queue: a risk officer records a chargeback raised by the
+// acquirer against a payment, finds it with the filters, closes it with a
+// note (refusals inline with their codes, changing nothing), and raises a
+// merchant to an on-request level.
+func TestFlowRiskDeskCases(t *testing.T) {
+	p := newRiskPlatform(t)
+	ctx := context.Background()
+	risk := p.staff(t, "risk3@risk.test", marketplace.RoleRisk)
+	res := p.pay(t, "rc-1", 12_345)
+	if !res.Approved() {
+		t.Fatalf("payment: %+v", res)
+	}
+	wantStatus(t, "empty queue", risk.get("/risk/errors?org="+p.org+"&merchant="+p.mid), http.StatusOK, `data-testid="no-cases"`)
+
+	// Refused openings record nothing.
+	for name, kv := range map[string][]string{
+		"unknown kind":           {"kind", "lost", "rrn", res.RRN, "note", "x"},
+		"chargeback, no payment": {"kind", "chargeback", "note", "x"},
+		"unknown RRN":            {"kind", "chargeback", "rrn", "999999999999", "note", "x"},
+		"three decimals":         {"kind", "chargeback", "rrn", res.RRN, "amount", "1.234", "note", "x"},
+		"bad day":                {"kind", "chargeback", "rrn", res.RRN, "day", "1/12/2026", "note", "x"},
+		"future":                 {"kind", "chargeback", "rrn", res.RRN, "day", time.Now().AddDate(0, 0, 3).Format(time.DateOnly), "note", "x"},
+	} {
+		pg := risk.form("/risk/errors/new", "/risk/errors", kv...)
+		if pg.status != http.StatusBadRequest && pg.status != http.StatusNotFound || !strings.Contains(pg.body, `data-testid="form-error"`) ||
+			!strings.Contains(pg.body, `data-testid="open-form"`) {
+			t.Errorf("%s: %d %.400s", name, pg.status, pg.body)
+		}
+	}
+	if page, _ := p.card.Desk().ListErrors(ctx, cardpay.ErrorFilter{OrgID: p.org, MerchantID: p.mid}); page.Total != 0 {
+		t.Fatalf("refused openings recorded %d cases", page.Total)
+	}
+
+	pg := risk.form("/risk/errors/new", "/risk/errors", "kind", "chargeback", "rrn", res.RRN, "ref", "CB-0042", "amount", "100.50",
+		"note", "issuer chargeback, reason 4837")
+	m := caseRE.FindStringSubmatch(pg.loc)
+	if pg.status != http.StatusSeeOther || m == nil {
+		t.Fatalf("open: %d %q %.500s", pg.status, pg.loc, pg.body)
+	}
+	cpath := "/risk/errors/" + m[1]
+	body := risk.get(pg.loc).body
+	for _, want := range []string{`data-testid="resolve-form"`, "100.50", "rc-1", "拒付", `data-testid="event-opened"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("case page lacks %q", want)
+		}
+	}
+	for _, q := range []string{"", "?kind=chargeback", "?status=open&org=" + p.org + "&merchant=" + p.mid, "?status=&from=2020-01-01"} {
+		wantStatus(t, "queue "+q, risk.get("/risk/errors"+q), http.StatusOK, `data-testid="case-`+m[1]+`"`)
+	}
+	wantStatus(t, "other kind", risk.get("/risk/errors?kind=dispute&org="+p.org+"&merchant="+p.mid), http.StatusOK, `data-testid="no-cases"`)
+	for _, q := range []string{"?kind=bogus", "?status=gone", "?from=2026-12-02&to=2026-12-01", "?from=yesterday", "?merchant=RISK1", "?page=0"} {
+		wantStatus(t, "bad filter "+q, risk.get("/risk/errors"+q), http.StatusBadRequest, `data-code="invalid"`)
+	}
+	wantStatus(t, "no such case", risk.get("/risk/errors/999999"), http.StatusNotFound, `data-code="not_found"`)
+
+	// Closing: a note is required; then closed once, and only once.
+	wantStatus(t, "no note", risk.form(cpath, cpath+"/resolve", "status", "resolved", "note", " "), http.StatusBadRequest, `data-code="invalid"`)
+	wantStatus(t, "bad status", risk.form(cpath, cpath+"/resolve", "status", "open", "note", "x"), http.StatusBadRequest, `data-code="invalid"`)
+	if c, _, _ := p.card.Desk().GetError(ctx, mustID(t, m[1])); c.Status != cardpay.ErrorOpen {
+		t.Fatalf("refused closes changed the case: %+v", c)
+	}
+	pg = risk.form(cpath, cpath+"/resolve", "status", "resolved", "not_at_fault", "on", "note", "slip provided, chargeback withdrawn")
+	if pg.status != http.StatusSeeOther || pg.loc != cpath+"?done=closed" {
+		t.Fatalf("close: %d %q %.500s", pg.status, pg.loc, pg.body)
+	}
+	body = risk.get(cpath).body
+	for _, want := range []string{"slip provided, chargeback withdrawn", "not at fault", `data-testid="event-resolved"`, "risk#"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("closed case lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `data-testid="resolve-form"`) {
+		t.Error("a closed case offers the close form")
+	}
+	wantStatus(t, "close twice", risk.form(cpath, cpath+"/resolve", "status", "written_off", "note", "again"), http.StatusConflict, `data-code="conflict"`)
+	wantStatus(t, "resolved are off the queue", risk.get("/risk/errors?org="+p.org+"&merchant="+p.mid), http.StatusOK, `data-testid="no-cases"`)
+
+	// User levels: 201–203 on request, with a reason, in the history.
+	mpath := "/risk/merchants?org=" + p.org + "&merchant=" + p.mid
+	wantStatus(t, "merchant", risk.get(mpath), http.StatusOK, `<strong>101</strong>`)
+	wantStatus(t, "unknown merchant", risk.get("/risk/merchants?org=ORG1&merchant=NOBODY"), http.StatusNotFound, `data-code="not_found"`)
+	set := func(level, reason string) page {
+		return risk.form(mpath, "/risk/merchants/level", "org", p.org, "merchant", p.mid, "level", level, "reason", reason)
+	}
+	wantStatus(t, "automatic level", set("102", "x"), http.StatusBadRequest, `data-code="invalid"`)
+	wantStatus(t, "no reason", set("202", ""), http.StatusBadRequest, `data-code="invalid"`)
+	if l, _ := p.card.Desk().UserLevel(ctx, p.org, p.mid); l != "101" {
+		t.Fatalf("refusals set level %s", l)
+	}
+	pg = set("202", "large orders, request #88")
+	if pg.status != http.StatusSeeOther {
+		t.Fatalf("set level: %d %.500s", pg.status, pg.body)
+	}
+	body = risk.get(pg.loc).body
+	for _, want := range []string{`<strong>202</strong>`, "large orders, request #88", `data-testid="flash"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("merchant page lacks %q", want)
+		}
+	}
+	if l, _ := p.card.Desk().UserLevel(ctx, p.org, p.mid); l != "202" {
+		t.Fatalf("level %s, want 202", l)
+	}
+}
+
+func mustID(t *testing.T, s string) int64 {
+	t.Helper()
+	var id int64
+	if _, err := fmt.Sscan(s, &id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

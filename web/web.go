@@ -85,6 +85,9 @@ type Deps struct {
 	// Risk, when set with Market, serves the risk staff's desk at /risk
 	// (the card core's risk rules; cardpay.RiskDesk implements it).
 	Risk risk.Desk
+	// RiskCases, with Risk, adds the 差错 queue and the user-level form to
+	// the desk (cardpay.Desk implements it).
+	RiskCases risk.Cases
 	// Mount adds feature handlers under their path prefix (for example
 	// "/pay"), behind the session middleware: they call session.Identity.
 	Mount map[string]http.Handler
@@ -134,7 +137,7 @@ func New(d Deps) http.Handler {
 			Dev: d.DevMode, MaxUpload: d.MaxUpload}))
 		r.Mount("/review", review.New(review.Deps{Market: d.Market, Logger: d.Logger, Outbox: d.Outbox != nil}))
 		if d.Risk != nil {
-			r.Mount("/risk", risk.New(risk.Deps{Desk: d.Risk, Logger: d.Logger, Outbox: d.Outbox != nil}))
+			r.Mount("/risk", risk.New(risk.Deps{Desk: d.Risk, Cases: d.RiskCases, Logger: d.Logger, Outbox: d.Outbox != nil}))
 		}
 		r.Mount("/store", store.New(store.Deps{Market: d.Market, Sessions: sessions, Logger: d.Logger, Outbox: d.Outbox != nil}))
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) { respond.Redirect(w, r, "/store/") })

@@ -242,7 +242,8 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	// The portal, reviewer pages and store (web/) run on the marketplace;
 	// the SMS outbox is the local channel's, shown in the developer console.
 	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev,
-		Market: p.market.svc, Outbox: p.market.outbox, SecureCookies: c.SecureCookies, Risk: p.riskDesk(),
+		Market: p.market.svc, Outbox: p.market.outbox, SecureCookies: c.SecureCookies,
+		Risk: p.riskDesk(), RiskCases: p.caseDesk(e.log),
 		Mount: map[string]http.Handler{"/pay": p.pay.page}}
 	defer p.pay.start(ctx)()
 	defer startEscrowSweep(ctx, p.escrow, e.log)()

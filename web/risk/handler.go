@@ -49,7 +49,10 @@ type Desk interface {
 
 // Deps are the desk's dependencies.
 type Deps struct {
-	Desk   Desk
+	Desk Desk
+	// Cases, when set, adds the 差错 queue (/risk/errors) and the user-level
+	// form (/risk/merchants).
+	Cases  Cases
 	Logger *slog.Logger
 	Outbox bool // the local SMS outbox is in use: the navigation links it
 }
@@ -70,6 +73,9 @@ func New(d Deps) http.Handler {
 	for _, t := range h.tables() {
 		r.Get("/"+t.path+"/{key}", t.show)
 		r.Post("/"+t.path+"/{key}", t.save)
+	}
+	if d.Cases != nil {
+		h.casesRoutes(r)
 	}
 	return r
 }
