@@ -318,13 +318,16 @@ func TestFlowRiskDeskEdits(t *testing.T) {
 // TestFlowRiskDeskBrowser: in headless Chromium a risk officer lowers the
 // mPOS per-transaction limit through the htmx form (first meeting an
 // inline refusal), and the next card payment is judged by the new limit:
-// over it declined naming the rule, at it approved.
+// over it declined naming the rule, at it approved; then a reviewer is
+// refused the desk (403, denied).
 func TestFlowRiskDeskBrowser(t *testing.T) {
 	p := newRiskPlatform(t)
 	exe := chromium(t)
 	out := outputDir(t)
-	if _, err := p.svc.CreateStaff(context.Background(), marketplace.System, "risk@browser.test", "Rui Risk", staffPassword, marketplace.RoleRisk); err != nil {
-		t.Fatal(err)
+	for email, role := range map[string]marketplace.Role{"risk@browser.test": marketplace.RoleRisk, "rev@browser.test": marketplace.RoleReviewer} {
+		if _, err := p.svc.CreateStaff(context.Background(), marketplace.System, email, string(role), staffPassword, role); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The service has read (and cached) the seed's rules: 30,000 元 per
 	// transaction on mPOS.
@@ -424,6 +427,24 @@ func TestFlowRiskDeskBrowser(t *testing.T) {
 	}
 	if res := p.pay(t, "rb-3", 15_000); !res.Approved() {
 		t.Fatalf("150.00 元 after the change: %+v", res)
+	}
+
+	// A reviewer is refused the desk, in the browser too.
+	step("reviewer",
+		chromedp.Click(tid("logout")),
+		chromedp.WaitVisible(tid("nav-login")),
+		chromedp.Navigate(base+"/portal/login"),
+		chromedp.SendKeys(tid("login-email"), "rev@browser.test"),
+		chromedp.SendKeys(tid("login-password"), staffPassword),
+		chromedp.Click(tid("login-submit")),
+		chromedp.WaitVisible(tid("logout")),
+		chromedp.Navigate(base+"/risk/terminals/mpos"),
+		chromedp.WaitVisible(tid("error-page")))
+	if code, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid=error-page]').dataset.code`)); err != nil || code != "denied" {
+		t.Fatalf("reviewer on the desk: code %q %v", code, err)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=nav-risk], [data-testid=rule-form]').length`)); err != nil || n != 0 {
+		t.Fatalf("reviewer sees %d risk elements (%v)", n, err)
 	}
 }
 

@@ -85,6 +85,10 @@ func (h *handler) page(r *http.Request, title string) layout.Page {
 }
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if jifu.ErrorCode(err) == jifu.CodeDenied { // the desk is no way on
+		respond.Error(w, r, h.Logger, h.page(r, "Error"), err, "/portal/", "Back to the portal")
+		return
+	}
 	respond.Error(w, r, h.Logger, h.page(r, "Error"), err, "/risk/", "Back to the risk rules")
 }
 
