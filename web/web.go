@@ -1,13 +1,14 @@
 // Package web is the platform's one HTTP handler stack: health and metrics,
-// the developer portal (/portal), the reviewer pages (/review), the app store
-// (/store), static assets (/static), and the route from /apps/{slug}/... to
-// the app version that serves the caller. Both the local server and the
-// Lambda adapter serve the same handler.
+// the developer portal (/portal), the reviewer pages (/review), the risk
+// staff's desk (/risk), the app store (/store), static assets (/static), and
+// the route from /apps/{slug}/... to the app version that serves the
+// caller. Both the local server and the Lambda adapter serve the same
+// handler.
 //
-// Feature folders hold the pages: portal, review and store (each a handler,
-// its models and its templ views), with layout (the shell), session (cookie
-// sessions, CSRF, Identity) and respond (pages, errors, the code → status
-// map) shared between them.
+// Feature folders hold the pages: portal, review, risk and store (each a
+// handler, its models and its templ views), with layout (the shell), session
+// (cookie sessions, CSRF, Identity) and respond (pages, errors, the code →
+// status map) shared between them.
 //
 //	h := web.New(web.Deps{Market: svc, Resolver: serving, Outbox: outbox, Ready: pool.Ping, Metrics: reg})
 //	http.ListenAndServe(":8080", h)
@@ -32,6 +33,7 @@ import (
 	"github.com/jifu-open/jifu/web/portal"
 	"github.com/jifu-open/jifu/web/respond"
 	"github.com/jifu-open/jifu/web/review"
+	"github.com/jifu-open/jifu/web/risk"
 	"github.com/jifu-open/jifu/web/session"
 	"github.com/jifu-open/jifu/web/store"
 )
@@ -80,6 +82,12 @@ type Deps struct {
 	SecureCookies bool
 	// MaxUpload bounds an uploaded module (default host.DefaultMaxModuleSize).
 	MaxUpload int64
+	// Risk, when set with Market, serves the risk staff's desk at /risk
+	// (the card core's risk rules; cardpay.RiskDesk implements it).
+	Risk risk.Desk
+	// RiskCases, with Risk, adds the 差错 queue and the user-level form to
+	// the desk (cardpay.Desk implements it).
+	RiskCases risk.Cases
 	// Mount adds feature handlers under their path prefix (for example
 	// "/pay"), behind the session middleware: they call session.Identity.
 	Mount map[string]http.Handler
@@ -128,6 +136,9 @@ func New(d Deps) http.Handler {
 		r.Mount("/portal", portal.New(portal.Deps{Market: d.Market, Sessions: sessions, Outbox: d.Outbox, Logger: d.Logger,
 			Dev: d.DevMode, MaxUpload: d.MaxUpload}))
 		r.Mount("/review", review.New(review.Deps{Market: d.Market, Logger: d.Logger, Outbox: d.Outbox != nil}))
+		if d.Risk != nil {
+			r.Mount("/risk", risk.New(risk.Deps{Desk: d.Risk, Cases: d.RiskCases, Logger: d.Logger, Outbox: d.Outbox != nil}))
+		}
 		r.Mount("/store", store.New(store.Deps{Market: d.Market, Sessions: sessions, Logger: d.Logger, Outbox: d.Outbox != nil}))
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) { respond.Redirect(w, r, "/store/") })
 	}

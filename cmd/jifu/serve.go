@@ -251,6 +251,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	// the SMS outbox is the local channel's, shown in the developer console.
 	deps := web.Deps{Apps: p.apps, Ready: p.ready, Metrics: p.metrics, Logger: e.log, DevMode: c.Dev,
 		Market: p.market.svc, Outbox: p.market.outbox, SecureCookies: c.SecureCookies,
+		Risk: p.riskDesk(), RiskCases: p.caseDesk(e.log),
 		Mount: map[string]http.Handler{"/pay": p.pay.page}}
 	defer p.pay.start(ctx)()
 	defer startEscrowSweep(ctx, p.escrow, e.log)()
@@ -308,6 +309,7 @@ func (c serveCmd) Run(ctx context.Context, e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "  app store        %s/store/\n  developer portal %s/portal/   reviewers %s/review/   SMS outbox %s/portal/outbox\n",
 		base, base, base, base)
+	fmt.Fprintf(e.stdout, "  risk desk        %s/risk/ (risk staff and admins: the card risk rules)\n", base)
 	for _, l := range logins {
 		fmt.Fprintf(e.stdout, "  %s\n", l)
 	}

@@ -49,7 +49,7 @@ func (p Page) Nav() []NavLink {
 			l = append(l, NavLink{"/portal/developers", "Developers", "nav-developers"})
 		}
 		if p.Role == "admin" || p.Role == "risk" {
-			l = append(l, NavLink{"/portal/users", "Users", "nav-users"})
+			l = append(l, NavLink{"/portal/users", "Users", "nav-users"}, NavLink{"/risk/", "Risk rules", "nav-risk"})
 		}
 		if p.Role == "reviewer" || p.Role == "admin" {
 			l = append(l, NavLink{"/review/", "Review queue", "nav-review"})
