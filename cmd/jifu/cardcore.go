@@ -89,18 +89,22 @@ func newCardCore(ctx context.Context, e *env, f cardFlags, dbURL string) (_ *car
 // method is the card method of the payment capability.
 func (c *cardCore) method() *cardmethod.Method { return cardmethod.New(c.svc, c.log) }
 
-// start runs the notification delivery and the scheduled jobs until the
-// returned stop is called.
+// start runs the notification relay and delivery and the scheduled jobs
+// until the returned stop is called.
 func (c *cardCore) start(ctx context.Context, every time.Duration) (stop func(), err error) {
 	if err := c.notify.Start(context.WithoutCancel(ctx)); err != nil {
 		return nil, err
 	}
 	jctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done, relayed := make(chan struct{}), make(chan struct{})
 	go func() { c.jobs.run(jctx, every); close(done) }()
+	// The relay moves each result's notification (recorded with the result)
+	// into the outbox within about cardpay.DefaultRelayEvery.
+	go func() { c.svc.RunNotifyRelay(jctx, cardpay.DefaultRelayEvery); close(relayed) }()
 	return func() {
 		cancel()
 		<-done
+		<-relayed
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := c.notify.Stop(sctx); err != nil {

@@ -8,14 +8,17 @@
 //
 //	svc, err := cardpay.New(pool, masterKey, acq, cardpay.Options{Poster: books.New(ledger),
 //		Notifier: cardpay.OutboxNotifier{Outbox: ob}}) // ob: an outbox whose sink is a NotifySink
+//	go svc.RunNotifyRelay(ctx, cardpay.DefaultRelayEvery)
 //	res, err := svc.Authorize(ctx, req)      // req from request.Decode
 //	slip, err := svc.Slip(ctx, org, merchant, order)
 //	batches, err := svc.Settle(ctx, day, cardpay.T1)
 //	diffs, err := svc.Reconcile(ctx, day, acquirerFileLines)
 //
-// Each result (approved, declined, reversed) is handed to the Notifier in
-// the transaction that records it; NotifySink delivers it to the merchant's
-// notify_url as a signed callback.
+// Each result (approved, declined, reversed) is written to
+// card_notifications by the statement that records it; the relay
+// (RunNotifyRelay, started with the card core) hands them to the Notifier
+// in batches; NotifySink delivers them to the merchant's notify_url as a
+// signed callback.
 //
 // Subpackages: dukpt, pinblock, mac, tlv, track, pan, iso8583, request (the
 // primitives), acquirer (the client), acquirersim (the local acquirer),

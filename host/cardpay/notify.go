@@ -17,11 +17,22 @@ import (
 	"github.com/jifu-open/jifu/host/outbox"
 )
 
-// Notifier receives a payment's result inside the transaction that records
-// it, so the merchant's notification exists exactly when the result does.
-// OutboxNotifier implements it over host/outbox.
+// Notifier receives payments' results. The statement that records a result
+// also writes its notification to card_notifications (so the notification
+// exists exactly when the result does), and the relay
+// (Service.RelayNotifications, RunNotifyRelay) hands those rows to the
+// Notifier in tx, the transaction that deletes them: each is handed over
+// once, or again after a failure (so Notify must be idempotent on
+// Notification.EventID). OutboxNotifier implements it over host/outbox.
 type Notifier interface {
 	Notify(ctx context.Context, tx pgx.Tx, n Notification) error
+}
+
+// BatchNotifier is a Notifier that takes a batch in one call; the relay
+// uses it when the Notifier implements it.
+type BatchNotifier interface {
+	Notifier
+	NotifyBatch(ctx context.Context, tx pgx.Tx, ns []Notification) error
 }
 
 // Notification is the result of a payment as the merchant's notify_url
@@ -66,6 +77,20 @@ func (o OutboxNotifier) Notify(ctx context.Context, tx pgx.Tx, n Notification) e
 	}
 	_, err = o.Outbox.Enqueue(ctx, tx, outbox.Event{ID: n.EventID(), App: "merchant:" + n.OrgID + "/" + n.MerchantID,
 		Type: n.EventType(), Payload: body})
+	return err
+}
+
+// NotifyBatch implements BatchNotifier: one outbox.EnqueueMany.
+func (o OutboxNotifier) NotifyBatch(ctx context.Context, tx pgx.Tx, ns []Notification) error {
+	evs := make([]outbox.Event, len(ns))
+	for i, n := range ns {
+		body, err := json.Marshal(n)
+		if err != nil {
+			return jifu.Errorf(jifu.CodeInternal, "cardpay: notification: %w", err)
+		}
+		evs[i] = outbox.Event{ID: n.EventID(), App: "merchant:" + n.OrgID + "/" + n.MerchantID, Type: n.EventType(), Payload: body}
+	}
+	_, err := o.Outbox.EnqueueMany(ctx, tx, evs)
 	return err
 }
 
@@ -121,12 +146,17 @@ func (s *NotifySink) Deliver(ctx context.Context, ev outbox.Event) (int, error) 
 	return callback.Deliver(ctx, s.client, callback.Target{URL: url, Secret: secret}, ev, s.now())
 }
 
-// notify hands the result to the Notifier in tx (no Notifier: nothing).
-func (s *Service) notify(ctx context.Context, tx pgx.Tx, res Result, m *merchant, amount int64) error {
-	if s.opt.Notifier == nil {
+// notification is the result's notification as stored in
+// card_notifications by the statement that records the result; nil when
+// there is no Notifier (or no merchant), and nothing is stored.
+func (s *Service) notification(res Result, m *merchant, amount int64) *string {
+	if s.opt.Notifier == nil || m == nil {
 		return nil
 	}
-	return s.opt.Notifier.Notify(ctx, tx, Notification{PaymentID: res.PaymentID, OrgID: m.orgID, MerchantID: m.merchantID,
+	// Strings and integers only: Marshal cannot fail.
+	b, _ := json.Marshal(Notification{PaymentID: res.PaymentID, OrgID: m.orgID, MerchantID: m.merchantID,
 		OrderID: res.OrderID, Status: res.Status, Amount: amount, Params: res.Params, Rule: res.Rule, RRN: res.RRN,
 		AuthCode: res.AuthCode, PAN: res.PANMasked})
+	p := string(b)
+	return &p
 }

@@ -1,6 +1,7 @@
 package cardpay_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -50,6 +51,9 @@ func TestMerchantNotification(t *testing.T) {
 	}
 	defer ob.Stop(e.ctx)
 	be := newBooksEnv(t, cardpay.Options{Notifier: cardpay.OutboxNotifier{Outbox: ob}}, srv.URL+"/notify")
+	rctx, stopRelay := context.WithCancel(e.ctx)
+	defer stopRelay()
+	go be.svc.RunNotifyRelay(rctx, 0) // beside the shared service's relay: they share the rows
 
 	req := build(t, be.reader, pay("nt-1", 1000))
 	for range 2 { // the same request twice: one result, one notification

@@ -56,16 +56,14 @@ func (s *Service) RetryReversals(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		moved := false
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, `UPDATE card_payments SET status = 'reversed', updated_at = now() WHERE id = $1 AND status = 'reversal_pending'`, p.id)
-			if err != nil || tag.RowsAffected() == 0 || m == nil {
-				return err
-			}
-			moved = true
-			return s.notify(ctx, tx, Result{PaymentID: p.id, OrderID: p.order, Status: StatusReversed, Rule: "acquirer:unknown_result",
-				PANMasked: p.masked, Params: p.params}, m, p.amount)
-		})
+		// The reversal and its notification (relay.go) in one statement.
+		note := s.notification(Result{PaymentID: p.id, OrderID: p.order, Status: StatusReversed, Rule: "acquirer:unknown_result",
+			PANMasked: p.masked, Params: p.params}, m, p.amount)
+		var moved bool
+		err = s.pool.QueryRow(ctx, `WITH r AS (
+				UPDATE card_payments SET status = 'reversed', updated_at = now() WHERE id = $1 AND status = 'reversal_pending' RETURNING id),
+			n AS (INSERT INTO card_notifications (payment_id, payload) SELECT id, $2 FROM r WHERE $2::text IS NOT NULL)
+			SELECT EXISTS (SELECT 1 FROM r)`, p.id, note).Scan(&moved)
 		if err != nil {
 			return n, dbErr(ctx, "record reversal", err)
 		}

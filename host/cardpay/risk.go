@@ -147,45 +147,55 @@ type riskOutcome struct {
 	amount  int64
 }
 
-// applyRisk classifies the card and moves every counter the payment
-// touches. Each counter moves only if it stays within its limit (one
-// statement, rows locked in a fixed order), so concurrent payments of one
-// card or user never overshoot; when one counter refuses, the ones that
-// moved are given back and the payment is declined naming the rule (under
-// contention this can decline a payment that would have fit a moment later:
-// the safe side). T0 counters that refuse only make the payment T1.
-func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked string, chip bool, m *merchant, t *terminal, amount int64, now time.Time, stan string) (riskOutcome, error) {
+// riskPlan is what the risk rules decided before the counters move: the
+// card's class and the counters the payment touches (all sorted by key: the
+// statement locks rows in that order), or a rule that declines it at once.
+type riskPlan struct {
+	out           riskOutcome
+	token, masked string // the card's
+	main, t0, all []counter
+}
+
+// planRisk classifies the card and lists the counters the payment moves.
+// The counters move in the payment's claim statement (claimRisk): each only
+// if it stays within its limit (rows locked in a fixed order), so
+// concurrent payments of one card or user never overshoot; settle then
+// gives back the moved ones when one refused, and the payment is declined
+// naming the rule (under contention this can decline a payment that would
+// have fit a moment later: the safe side). T0 counters that refuse only
+// make the payment T1.
+func (s *Service) planRisk(ctx context.Context, token, masked string, chip bool, m *merchant, t *terminal, amount int64, now time.Time) (riskPlan, error) {
+	p := riskPlan{out: riskOutcome{amount: amount}, token: token, masked: masked}
 	rs, err := s.rules(ctx)
 	if err != nil {
-		return riskOutcome{}, err
+		return p, err
 	}
-	out := riskOutcome{amount: amount}
 	c, err := s.cardFacts(ctx, token, masked, chip)
 	if err != nil {
-		return out, err
+		return p, err
 	}
 	cls := classify(rs.classes, c, now)
 	if cls == nil {
-		out.rule = "card_class:none"
-		return out, nil
+		p.out.rule = "card_class:none"
+		return p, nil
 	}
-	out.class = cls.Class
+	p.out.class = cls.Class
 	tl, ok := rs.types[t.typ]
 	switch {
 	case !ok:
-		out.rule = "terminal_type:" + t.typ + ":unknown"
-		return out, nil
+		p.out.rule = "terminal_type:" + t.typ + ":unknown"
+		return p, nil
 	case amount > cls.PerTx:
-		out.rule = "card_class:" + cls.Class + ":per_tx"
-		return out, nil
+		p.out.rule = "card_class:" + cls.Class + ":per_tx"
+		return p, nil
 	case amount > tl.perTx:
-		out.rule = "terminal_type:" + t.typ + ":per_tx"
-		return out, nil
+		p.out.rule = "terminal_type:" + t.typ + ":per_tx"
+		return p, nil
 	}
 	day := "D" + now.In(beijing).Format("2006-01-02")
 	month := "M" + now.In(beijing).Format("2006-01")
 	user := m.orgID + "/" + m.merchantID
-	main := []counter{
+	p.main = []counter{
 		{"card", token, day, cls.PerDay, "card_class:" + cls.Class + ":per_day"},
 		{"card", token, month, cls.PerMonth, "card_class:" + cls.Class + ":per_month"},
 		{"user", user + "/" + t.typ, day, tl.perDay, "terminal_type:" + t.typ + ":per_day"},
@@ -193,68 +203,58 @@ func (s *Service) applyRisk(ctx context.Context, paymentID int64, token, masked 
 	}
 	level, err := s.userLevel(ctx, rs, m) // not m.level: levels change (upgrades, risk staff)
 	if err != nil {
-		return out, err
+		return p, err
 	}
-	t0 := []counter{
+	p.t0 = []counter{
 		{"card_t0", token, day, cls.T0PerDay, "card_class:" + cls.Class + ":t0_per_day"},
 		{"user_t0", user, day, rs.levels[level], "user_level:" + level + ":t0_per_day"},
 	}
-	all := append(append([]counter{}, main...), t0...)
-	sort.Slice(all, func(i, j int) bool { return all[i].key() < all[j].key() })
-	scopes, subjects, periods, caps := make([]string, len(all)), make([]string, len(all)), make([]string, len(all)), make([]int64, len(all))
-	for i, c := range all {
+	p.all = append(append([]counter{}, p.main...), p.t0...)
+	sort.Slice(p.all, func(i, j int) bool { return p.all[i].key() < p.all[j].key() })
+	return p, nil
+}
+
+// arrays are the plan's counters as the statement's parameters.
+func (p *riskPlan) arrays() (scopes, subjects, periods []string, caps []int64) {
+	scopes, subjects, periods, caps = make([]string, len(p.all)), make([]string, len(p.all)), make([]string, len(p.all)), make([]int64, len(p.all))
+	for i, c := range p.all {
 		scopes[i], subjects[i], periods[i], caps[i] = c.scope, c.subject, c.period, c.limit
 	}
-	rows, err := s.pool.Query(ctx, `WITH moved AS (
-			INSERT INTO card_counters (scope, subject, period, amount, cap)
-			SELECT s, u, p, $4::bigint, l FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[]) WITH ORDINALITY AS x(s, u, p, l, n)
-			WHERE $4::bigint <= l ORDER BY n
-			ON CONFLICT (scope, subject, period) DO UPDATE SET amount = card_counters.amount + EXCLUDED.amount, cap = EXCLUDED.cap
-			WHERE card_counters.amount + EXCLUDED.amount <= EXCLUDED.cap
-			RETURNING scope, subject, period),
-		pay AS (
-			UPDATE card_payments SET card_class = $7, card_token = $8, pan_masked = $9, stan = $10, acq_tid = $11, acq_mid = $12,
-			batch_no = $13, t0 = ((SELECT count(*) FROM moved WHERE scope IN ('card_t0', 'user_t0')) = 2) WHERE id = $6)
-		SELECT scope, subject, period FROM moved`,
-		scopes, subjects, periods, amount, caps, paymentID, cls.Class, token, masked, stan, t.acqTID, m.acqMID, s.opt.BatchNo)
-	if err != nil {
-		return out, dbErr(ctx, "apply risk rules", err)
-	}
-	moved := map[string]bool{}
-	var sc, su, pe string
-	if _, err := pgx.ForEachRow(rows, []any{&sc, &su, &pe}, func() error {
-		moved[counter{scope: sc, subject: su, period: pe}.key()] = true
-		return nil
-	}); err != nil {
-		return out, dbErr(ctx, "apply risk rules", err)
-	}
+	return scopes, subjects, periods, caps
+}
+
+// settle reads which counters moved (by key): when a main counter refused,
+// the moved ones are given back and the outcome names the rule; when a T0
+// counter refused, the moved T0 one is given back and the payment is T1.
+func (s *Service) settle(ctx context.Context, p riskPlan, moved map[string]bool) riskOutcome {
+	out := p.out
 	var applied []counter
-	for _, c := range all {
+	for _, c := range p.all {
 		if moved[c.key()] {
 			applied = append(applied, c)
 		}
 	}
-	for _, c := range main {
+	for _, c := range p.main {
 		if !moved[c.key()] {
-			s.release(ctx, riskOutcome{applied: applied, amount: amount})
+			s.release(ctx, riskOutcome{applied: applied, amount: out.amount})
 			out.rule = c.rule
-			return out, nil
+			return out
 		}
 	}
-	if !moved[t0[0].key()] || !moved[t0[1].key()] {
+	if !moved[p.t0[0].key()] || !moved[p.t0[1].key()] {
 		var back []counter
-		for _, c := range t0 {
+		for _, c := range p.t0 {
 			if moved[c.key()] {
 				back = append(back, c)
 			}
 		}
-		s.release(ctx, riskOutcome{applied: back, amount: amount})
-		out.applied = main
-		return out, nil
+		s.release(ctx, riskOutcome{applied: back, amount: out.amount})
+		out.applied = p.main
+		return out
 	}
 	out.t0 = true
 	out.applied = applied
-	return out, nil
+	return out
 }
 
 // cardFactsTTL bounds how stale a card's cached facts may be: a class

@@ -28,7 +28,8 @@ import (
 type Options struct {
 	Poster Poster // ledger postings; nil: payments stay posted=false until one is set
 	// Notifier receives each payment's result (approved, declined,
-	// reversed) in the transaction that records it; nil: none.
+	// reversed), recorded with the result and handed over by the relay
+	// (RunNotifyRelay); nil: none.
 	Notifier Notifier
 	Logger   *slog.Logger // never receives card data
 	Now      func() time.Time
@@ -330,30 +331,39 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 		return Result{}, jifu.Errorf(jifu.CodeDenied, "cardpay: the reader is not registered to this merchant")
 	}
 
-	// Claim the order and the KSN counter together, or neither.
-	id, prev, err := s.claim(ctx, req, t, rksn.ksn())
-	if err != nil || prev != nil {
-		if prev != nil {
-			return *prev, nil
+	// The order and the KSN counter are claimed together, or neither: in
+	// the risk statement (claimRisk) on the way to the acquirer, or by
+	// early for a request declined before it (declines are recorded).
+	res := Result{OrderID: req.OrderID, Params: req.Params}
+	early := func(rule string, cause error) (Result, error) {
+		id, prev, err := s.claim(ctx, req, t, rksn.ksn())
+		if err != nil || prev != nil {
+			if prev != nil {
+				return *prev, nil
+			}
+			return Result{}, err
 		}
-		return Result{}, err
+		res.PaymentID = id
+		if cause != nil {
+			return s.fail(ctx, res, rule, cause)
+		}
+		return s.decline(ctx, m, req.Amount, res, rule, "")
 	}
-	res := Result{PaymentID: id, OrderID: req.OrderID, Params: req.Params}
 
-	// Decrypt and check the card. Declines from here on are recorded.
+	// Decrypt and check the card.
 	keys, err := deriveKeys(ipek, rksn)
 	if err != nil {
-		return s.fail(ctx, res, "request:ksn", err)
+		return early("request:ksn", err)
 	}
 	ct, _ := hex.DecodeString(req.EnTracks)
 	plain, err := keys.decryptTracks(ct)
 	if err != nil {
-		return s.decline(ctx, m, req.Amount, res, "card:tracks", "")
+		return early("card:tracks", nil)
 	}
 	t2, t3, err := splitTracks(plain, keys.blockSize())
 	wipe(plain)
 	if err != nil {
-		return s.decline(ctx, m, req.Amount, res, "card:tracks", "")
+		return early("card:tracks", nil)
 	}
 	defer t2.Wipe()
 	if t3 != nil {
@@ -362,28 +372,40 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 	card := t2.Card()
 	res.PANMasked = pan.Mask(card.PAN)
 	if err := pan.Check(card.PAN); err != nil {
-		return s.decline(ctx, m, req.Amount, res, "card:luhn", "")
+		return early("card:luhn", nil)
 	}
 	if t3 != nil && t3.PAN != card.PAN {
-		return s.decline(ctx, m, req.Amount, res, "card:track3_mismatch", "")
+		return early("card:track3_mismatch", nil)
 	}
 	if card.Expired(now.In(beijing)) {
-		return s.decline(ctx, m, req.Amount, res, "card:expired", "")
+		return early("card:expired", nil)
 	}
 	chip := req.ICData != ""
 	if rule := serviceCodeRule(card, chip); rule != "" {
-		return s.decline(ctx, m, req.Amount, res, rule, "")
+		return early(rule, nil)
 	}
 	token := s.vault.token(card.PAN)
 
-	// Risk rules: each counter moves within its limit, or none stays moved
-	// and the payment is declined naming the rule.
+	// Risk rules: the claim and every counter in one statement; each counter
+	// moves within its limit, or none stays moved and the payment is
+	// declined naming the rule.
 	stan := s.acq.NextSTAN()
-	rk, err := s.applyRisk(ctx, id, token, res.PANMasked, chip, m, t, req.Amount, now, stan)
+	plan, err := s.planRisk(ctx, token, res.PANMasked, chip, m, t, req.Amount, now)
 	if err != nil {
-		return s.fail(ctx, res, "risk", err)
+		return early("risk", err)
 	}
-	res.CardClass, res.T0 = rk.class, rk.t0
+	res.CardClass = plan.out.class
+	if plan.out.rule != "" {
+		return early(plan.out.rule, nil)
+	}
+	id, prev, rk, err := s.claimRisk(ctx, req, t, m, rksn.ksn(), plan, stan)
+	if err != nil || prev != nil {
+		if prev != nil {
+			return *prev, nil
+		}
+		return Result{}, err
+	}
+	res.PaymentID, res.T0 = id, rk.t0
 	if rk.rule != "" {
 		return s.decline(ctx, m, req.Amount, res, rk.rule, "")
 	}
@@ -425,17 +447,15 @@ func (s *Service) Authorize(ctx context.Context, req *request.Request) (Result, 
 				s.release(ctx, rk)
 			}
 			res.Rule = "acquirer:unknown_result"
-			bg := context.WithoutCancel(ctx)
-			if dbe := pgx.BeginFunc(bg, s.pool, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(bg, `UPDATE card_payments SET status = $2, rule = $3, updated_at = now() WHERE id = $1`,
-					id, res.Status, res.Rule); err != nil {
-					return err
-				}
-				if res.Status != StatusReversed {
-					return nil // reversal_pending: RetryReversals notifies once reversed
-				}
-				return s.notify(bg, tx, res, m, req.Amount)
-			}); dbe != nil {
+			// reversal_pending is not notified: RetryReversals notifies once reversed.
+			var note *string
+			if res.Status == StatusReversed {
+				note = s.notification(res, m, req.Amount)
+			}
+			if _, dbe := s.pool.Exec(context.WithoutCancel(ctx), `WITH p AS (
+					UPDATE card_payments SET status = $2, rule = $3, updated_at = now() WHERE id = $1 RETURNING id)
+				INSERT INTO card_notifications (payment_id, payload) SELECT id, $4 FROM p WHERE $4::text IS NOT NULL`,
+				id, res.Status, res.Rule, note); dbe != nil {
 				s.log.ErrorContext(ctx, "cardpay: recording a reversal failed", "payment", id, "err", dbe)
 			}
 			return res, err
@@ -534,18 +554,80 @@ func (s *Service) claim(ctx context.Context, req *request.Request, t *terminal, 
 	if pid != nil {
 		return *pid, nil, nil
 	}
-	// Not inserted: the same request again, another request with this
-	// order_id, or a replayed counter.
+	r, err := s.unclaimed(ctx, req)
+	return 0, r, err
+}
+
+// unclaimed answers a request whose claim inserted nothing: the same
+// request again (its stored result), another request with this order_id,
+// or a replayed counter.
+func (s *Service) unclaimed(ctx context.Context, req *request.Request) (*Result, error) {
 	r, same, err := loadResult(ctx, s.pool, req)
 	switch {
 	case err == nil && same:
-		return 0, &r, nil
+		return &r, nil
 	case err == nil:
-		return 0, nil, jifu.Errorf(jifu.CodeConflict, "cardpay: order_id %q was already used for another payment", req.OrderID)
+		return nil, jifu.Errorf(jifu.CodeConflict, "cardpay: order_id %q was already used for another payment", req.OrderID)
 	case !errors.Is(err, pgx.ErrNoRows):
-		return 0, nil, dbErr(ctx, "claim payment", err)
+		return nil, dbErr(ctx, "claim payment", err)
 	}
-	return 0, nil, jifu.Errorf(jifu.CodeDenied, "cardpay: KSN counter replayed (at or below the last one seen for this reader)")
+	return nil, jifu.Errorf(jifu.CodeDenied, "cardpay: KSN counter replayed (at or below the last one seen for this reader)")
+}
+
+// claimRisk is claim and the risk counters in one statement: the counters
+// move (each within its limit, rows locked in the plan's order) only when
+// the KSN counter moved, and the payment is inserted with its class, card
+// and acquirer fields and whether it is T0. Two requests racing with one
+// new order_id and different counters can both move the counters while only
+// one inserts: the other gives its counters back before it answers.
+func (s *Service) claimRisk(ctx context.Context, req *request.Request, t *terminal, m *merchant, ksn readerKSN, p riskPlan, stan string) (int64, *Result, riskOutcome, error) {
+	scopes, subjects, periods, caps := p.arrays()
+	rows, err := s.pool.Query(ctx, `WITH dup AS (
+			SELECT 1 FROM card_payments WHERE org_id = $1 AND merchant_id = $2 AND order_id = $3),
+		upd AS (
+			UPDATE card_terminals SET last_counter = $11 WHERE ksn_prefix = $10 AND last_counter < $11
+			AND NOT EXISTS (SELECT 1 FROM dup) RETURNING 1),
+		moved AS (
+			INSERT INTO card_counters (scope, subject, period, amount, cap)
+			SELECT s, u, p, $7::bigint, l FROM unnest($12::text[], $13::text[], $14::text[], $15::bigint[]) WITH ORDINALITY AS x(s, u, p, l, n)
+			WHERE $7::bigint <= l AND EXISTS (SELECT 1 FROM upd) ORDER BY n
+			ON CONFLICT (scope, subject, period) DO UPDATE SET amount = card_counters.amount + EXCLUDED.amount, cap = EXCLUDED.cap
+			WHERE card_counters.amount + EXCLUDED.amount <= EXCLUDED.cap
+			RETURNING scope, subject, period),
+		ins AS (
+			INSERT INTO card_payments (org_id, merchant_id, order_id, ksn, translog_no, terminal_type, amount, product_name, params, status,
+				card_class, card_token, pan_masked, stan, acq_tid, acq_mid, batch_no, t0)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $16, $17, $18, $19, $20, $21, $22,
+				(SELECT count(*) FROM moved WHERE scope IN ('card_t0', 'user_t0')) = 2
+			WHERE EXISTS (SELECT 1 FROM upd)
+			ON CONFLICT (org_id, merchant_id, order_id) DO NOTHING RETURNING id)
+		SELECT (SELECT id FROM ins), m.scope, m.subject, m.period FROM (SELECT 1) AS one LEFT JOIN moved m ON true`,
+		req.OrgID, req.MerchantID, req.OrderID, ksn.String(), req.TranslogNo, t.typ, req.Amount, req.ProductName, req.Params,
+		t.prefix, ksn.Counter(), scopes, subjects, periods, caps,
+		p.out.class, p.token, p.masked, stan, t.acqTID, m.acqMID, s.opt.BatchNo)
+	if err != nil {
+		return 0, nil, p.out, dbErr(ctx, "claim payment", err)
+	}
+	var pid *int64
+	var sc, su, pe *string
+	moved := map[string]bool{}
+	var applied []counter
+	if _, err := pgx.ForEachRow(rows, []any{&pid, &sc, &su, &pe}, func() error {
+		if sc != nil {
+			c := counter{scope: *sc, subject: *su, period: *pe}
+			moved[c.key()] = true
+			applied = append(applied, c)
+		}
+		return nil
+	}); err != nil {
+		return 0, nil, p.out, dbErr(ctx, "claim payment", err)
+	}
+	if pid == nil {
+		s.release(ctx, riskOutcome{applied: applied, amount: p.out.amount}) // only after a race
+		r, err := s.unclaimed(ctx, req)
+		return 0, r, p.out, err
+	}
+	return *pid, nil, s.settle(ctx, p, moved), nil
 }
 
 func loadResult(ctx context.Context, tx *pgxpool.Pool, req *request.Request) (Result, bool, error) {
@@ -564,14 +646,12 @@ func loadResult(ctx context.Context, tx *pgxpool.Pool, req *request.Request) (Re
 
 func (s *Service) decline(ctx context.Context, m *merchant, amount int64, res Result, rule, code string) (Result, error) {
 	res.Status, res.Rule, res.ResponseCode = StatusDeclined, rule, code
-	bg := context.WithoutCancel(ctx)
-	err := pgx.BeginFunc(bg, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(bg, `UPDATE card_payments SET status = 'declined', rule = $2, response_code = $3,
-			pan_masked = $4, card_class = $5, rrn = $6, t0 = false, updated_at = now() WHERE id = $1`, res.PaymentID, rule, code, res.PANMasked, res.CardClass, res.RRN); err != nil {
-			return err
-		}
-		return s.notify(bg, tx, res, m, amount)
-	})
+	// The result and its notification in one statement (see relay.go).
+	_, err := s.pool.Exec(context.WithoutCancel(ctx), `WITH p AS (
+			UPDATE card_payments SET status = 'declined', rule = $2, response_code = $3,
+			pan_masked = $4, card_class = $5, rrn = $6, t0 = false, updated_at = now() WHERE id = $1 RETURNING id)
+		INSERT INTO card_notifications (payment_id, payload) SELECT id, $7 FROM p WHERE $7::text IS NOT NULL`,
+		res.PaymentID, rule, code, res.PANMasked, res.CardClass, res.RRN, s.notification(res, m, amount))
 	if err != nil {
 		return res, dbErr(ctx, "record decline", err)
 	}
@@ -595,18 +675,16 @@ func (s *Service) approve(ctx context.Context, res Result, m *merchant, token st
 	// the approval, whether it was posted, and the card's cumulative volume.
 	posted := s.post(ctx, Posting{Key: fmt.Sprintf("cardpay:payment:%d", res.PaymentID), PaymentID: res.PaymentID, OrgID: m.orgID,
 		MerchantID: m.merchantID, OrderID: res.OrderID, Amount: amount, RRN: res.RRN, At: now})
-	bg := context.WithoutCancel(ctx)
-	err := pgx.BeginFunc(bg, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(bg, `WITH p AS (
-				UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
-				pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, posted = $11, updated_at = now() WHERE id = $1
-				RETURNING card_token)
-			UPDATE card_cards c SET cumulative = c.cumulative + $10 FROM p WHERE c.card_token = p.card_token`,
-			res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount, posted); err != nil {
-			return err
-		}
-		return s.notify(bg, tx, res, m, amount)
-	})
+	// One autocommit statement: the approval, the card's volume and the
+	// merchant's notification (relay.go) commit together.
+	_, err := s.pool.Exec(context.WithoutCancel(ctx), `WITH p AS (
+			UPDATE card_payments SET status = 'approved', response_code = $2, auth_code = $3, rrn = $4,
+			pan_masked = $5, card_token = $6, card_class = $7, t0 = $8, settle_date = $9, posted = $11, updated_at = now() WHERE id = $1
+			RETURNING id, card_token),
+		c AS (UPDATE card_cards c SET cumulative = c.cumulative + $10 FROM p WHERE c.card_token = p.card_token)
+		INSERT INTO card_notifications (payment_id, payload) SELECT id, $12 FROM p WHERE $12::text IS NOT NULL`,
+		res.PaymentID, res.ResponseCode, res.AuthCode, res.RRN, res.PANMasked, token, res.CardClass, res.T0, day, amount, posted,
+		s.notification(res, m, amount))
 	if err != nil {
 		// Approved at the acquirer (and posted) but not recorded: the daily
 		// reconciliation lists it (the platform lacks the acquirer's RRN).
