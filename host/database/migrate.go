@@ -144,6 +144,11 @@ func newProvider(db *sql.DB, set MigrationSet) (*goose.Provider, error) {
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithLogger(goose.NopLogger()),
+		// Work on one domain lands from parallel branches, so a migration
+		// numbered below one already applied can arrive later: apply it
+		// rather than refuse to start (each migration stands on its own
+		// set's earlier ones, which are applied first either way).
+		goose.WithAllowOutofOrder(true),
 	)
 	if err != nil {
 		return nil, jifu.Errorf(jifu.CodeInternal, "database: migration set %q: %w", set.Name, err)

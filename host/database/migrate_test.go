@@ -293,3 +293,29 @@ func ExampleMigrate() {
 	fmt.Println(st[0].Set, st[0].File, st[0].Applied)
 	// Output: example 00001_notes.sql true
 }
+
+// TestMigrateOutOfOrder: a migration merged after a higher-numbered one was
+// applied (parallel branches of one domain) is applied on the next run.
+func TestMigrateOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	url := freshDB(t)
+	early := fstest.MapFS{
+		"00001_a.sql": file("-- +goose Up\nCREATE TABLE ooo_a (id int);\n"),
+		"00003_c.sql": file("-- +goose Up\nCREATE TABLE ooo_c (id int);\n"),
+	}
+	if err := database.Migrate(ctx, url, []database.MigrationSet{{Name: "ooo", FS: early}}); err != nil {
+		t.Fatal(err)
+	}
+	late := fstest.MapFS{
+		"00001_a.sql": early["00001_a.sql"],
+		"00002_b.sql": file("-- +goose Up\nCREATE TABLE ooo_b (id int);\n"),
+		"00003_c.sql": early["00003_c.sql"],
+	}
+	if err := database.Migrate(ctx, url, []database.MigrationSet{{Name: "ooo", FS: late}}); err != nil {
+		t.Fatalf("Migrate with 00002 merged late: %v", err)
+	}
+	exec1(t, url, `INSERT INTO ooo_b VALUES (1)`)
+	if got := queryString(t, url, `SELECT string_agg(version_id::text, ',' ORDER BY id) FROM goose_ooo WHERE version_id > 0`); got != "1,3,2" {
+		t.Errorf("applied in order %s, want 1,3,2", got)
+	}
+}
