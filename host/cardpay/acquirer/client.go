@@ -66,10 +66,19 @@ type Client struct {
 	signOns atomic.Int64
 
 	mu       sync.RWMutex
-	keys     []keySet          // the last sign-ons' keys, newest first; empty: not signed on
-	gen      uint64            // generation of the newest key set (0: none yet)
-	pins     map[string]uint64 // PIN block translated by TranslatePIN -> generation of its PIN key
-	pinOrder []string          // pins' keys, oldest first (bounded)
+	keys     []keySet           // the last sign-ons' keys, newest first; empty: not signed on
+	gen      uint64             // generation of the newest key set (0: none yet)
+	pins     map[string]pinNote // PIN block translated by TranslatePIN, until its message is answered
+	pinOrder []pinRef           // pins' keys, oldest first (bounded)
+	pinSeq   uint64
+}
+
+// pinNote is the key set a translated PIN block is under.
+type pinNote struct{ gen, seq uint64 }
+
+type pinRef struct {
+	block string
+	seq   uint64
 }
 
 // keySet is the working keys of one sign-on.
@@ -80,7 +89,7 @@ type keySet struct {
 
 const (
 	keepKeySets = 4    // key sets kept to re-translate PIN blocks made under an older one
-	keepPINs    = 4096 // translated PIN blocks remembered (their key set), FIFO
+	keepPINs    = 4096 // translated PIN blocks awaiting their message remembered (their key set), FIFO
 )
 
 // ErrKeysRejected marks a message the acquirer refused with A0 (MAC error)
@@ -109,7 +118,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, idle: make(chan net.Conn, cfg.PoolSize), sem: make(chan struct{}, cfg.PoolSize),
-		signing: make(chan struct{}, 1), pins: map[string]uint64{}}
+		signing: make(chan struct{}, 1), pins: map[string]pinNote{}}
 	c.stan.Store(uint32(time.Now().UnixNano()%900000) + 1)
 	return c, nil
 }
@@ -316,20 +325,33 @@ func (c *Client) TranslatePIN(ctx context.Context, readerKey dukpt.Key, block []
 	return out, err
 }
 
-// rememberPIN notes the key set a translated PIN block is under, so that
-// a message sent under newer keys carries it re-translated.
+// rememberPIN notes the key set a translated PIN block (encrypted, never
+// clear) is under, so that a message sent under newer keys carries it
+// re-translated. The note goes when the message is answered (forgetPIN),
+// or, for a block never sent, once keepPINs newer ones were noted.
 func (c *Client) rememberPIN(block []byte, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pinSeq++
 	k := string(block)
-	if _, ok := c.pins[k]; !ok {
-		c.pinOrder = append(c.pinOrder, k)
-	}
-	c.pins[k] = gen
-	for len(c.pinOrder) > keepPINs {
-		delete(c.pins, c.pinOrder[0])
+	c.pins[k] = pinNote{gen: gen, seq: c.pinSeq}
+	c.pinOrder = append(c.pinOrder, pinRef{block: k, seq: c.pinSeq})
+	for len(c.pinOrder) > keepPINs || (len(c.pinOrder) > 0 && c.pins[c.pinOrder[0].block].seq != c.pinOrder[0].seq) {
+		if old := c.pinOrder[0]; c.pins[old.block].seq == old.seq {
+			delete(c.pins, old.block)
+		}
 		c.pinOrder = c.pinOrder[1:]
 	}
+}
+
+// forgetPIN drops the note of a block whose message was answered.
+func (c *Client) forgetPIN(block []byte) {
+	if len(block) == 0 {
+		return
+	}
+	c.mu.Lock()
+	delete(c.pins, string(block))
+	c.mu.Unlock()
 }
 
 // pinFor returns m's PIN block under ks's PIN key: re-translated from the
@@ -340,21 +362,16 @@ func (c *Client) pinFor(m *iso8583.Message, ks keySet) ([]byte, error) {
 		return m.PINBlock, nil
 	}
 	c.mu.RLock()
-	gen, ok := c.pins[string(m.PINBlock)]
+	note, ok := c.pins[string(m.PINBlock)]
 	c.mu.RUnlock()
-	if !ok || gen == ks.gen {
+	if !ok || note.gen == ks.gen {
 		return m.PINBlock, nil
 	}
-	old, ok := c.keySet(gen)
+	old, ok := c.keySet(note.gen)
 	if !ok {
 		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: the PIN block's working key rolled over; enter the PIN again")
 	}
-	out, err := pinblock.Translate(old.pik, m.PINBlock, m.PAN, ks.pik)
-	if err != nil {
-		return nil, err
-	}
-	c.rememberPIN(out, ks.gen)
-	return out, nil
+	return pinblock.Translate(old.pik, m.PINBlock, m.PAN, ks.pik)
 }
 
 // exchange MACs and sends a financial message and checks the answer
@@ -370,8 +387,10 @@ func (c *Client) exchange(ctx context.Context, m *iso8583.Message) (*iso8583.Mes
 	}
 	resp, refused, err := c.send(ctx, m, ks)
 	if refused == "" {
+		c.forgetPIN(m.PINBlock)
 		return resp, err
 	}
+	defer c.forgetPIN(m.PINBlock)
 	c.log.InfoContext(ctx, "acquirer: working keys refused, signing on again", "response", refused, "stan", m.STAN,
 		"tid", m.TerminalID, "generation", ks.gen)
 	if ks, err = c.renew(ctx, ks.gen); err != nil {
