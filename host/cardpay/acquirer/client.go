@@ -234,11 +234,13 @@ func (c *Client) signOn(ctx context.Context) error {
 	}
 	rb, err := c.roundTrip(ctx, b)
 	if err != nil {
-		return err
+		// Not errUnknown: the financial message waiting for these keys
+		// was not sent (or was refused unprocessed), so nothing to reverse.
+		return jifu.Errorf(jifu.ErrorCode(err), "acquirer: sign-on: %s", jifu.ErrorMessage(err))
 	}
 	resp, err := iso8583.Unpack(rb)
 	if err != nil {
-		return jifu.Errorf(jifu.CodeUnavailable, "acquirer: malformed sign-on answer: %w", err)
+		return jifu.Errorf(jifu.CodeUnavailable, "acquirer: malformed sign-on answer: %v", err)
 	}
 	if resp.MTI != iso8583.MTISignOnResp || resp.ResponseCode != "00" || len(resp.Keys) != 40 {
 		return jifu.Errorf(jifu.CodeUnavailable, "acquirer: sign-on refused (response %q)", resp.ResponseCode)

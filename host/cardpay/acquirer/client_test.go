@@ -192,6 +192,12 @@ func TestUnreachable(t *testing.T) {
 	if err := c.SignOn(context.Background()); jifu.ErrorCode(err) != jifu.CodeUnavailable {
 		t.Fatalf("err = %v", err)
 	}
+	// A purchase that could not even sign on was never sent: no reversal.
+	_, err := c.Purchase(context.Background(), purchase(c, 100))
+	var re *acquirer.ReversalError
+	if jifu.ErrorCode(err) != jifu.CodeUnavailable || acquirer.Unknown(err) || errors.As(err, &re) {
+		t.Fatalf("err = %v", err)
+	}
 }
 
 // invalidate makes the simulator forget c's working keys: another link
