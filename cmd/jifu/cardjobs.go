@@ -24,7 +24,9 @@ import (
 //   - T0 settlement of today once the Beijing clock passes the T0 cut-off;
 //   - reconciliation of yesterday, once its acquirer file
 //     (settlement-YYYYMMDD.csv in dir) exists: the card core's records and
-//     the ledger against the file, differences logged as warnings.
+//     the ledger against the file, differences logged as warnings and
+//     recorded as erroneous transactions (the card core's long/short/
+//     amount_mismatch, the books' ledger_mismatch), once per day.
 type cardJobs struct {
 	svc      *cardpay.Service
 	books    *books.Books
@@ -131,7 +133,7 @@ func (j *cardJobs) reconcile(ctx context.Context, day time.Time) error {
 	if err != nil {
 		return err
 	}
-	led, err := j.books.Reconcile(ctx, recs, file)
+	led, err := j.books.ReconcileDay(ctx, j.svc.Desk(), day, recs, file) // ledger differences: ledger_mismatch cases
 	if err != nil {
 		return err
 	}

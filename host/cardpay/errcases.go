@@ -25,11 +25,12 @@ const (
 	ErrorRetrievalRequest   = "retrieval_request"   // 调单: the acquirer asks for the sale slip
 	ErrorChargeback         = "chargeback"          // 拒付: the issuer takes the money back
 	ErrorDispute            = "dispute"             // the cardholder disputes the payment
+	ErrorLedgerMismatch     = "ledger_mismatch"     // 账务不符: the ledger's posting is missing or moved another amount than the record (the platform's own books)
 )
 
 // ErrorKinds lists every kind, for pickers and validation.
 var ErrorKinds = []string{ErrorLong, ErrorShort, ErrorAmountMismatch, ErrorReversalUnanswered,
-	ErrorRetrievalRequest, ErrorChargeback, ErrorDispute}
+	ErrorRetrievalRequest, ErrorChargeback, ErrorDispute, ErrorLedgerMismatch}
 
 // Statuses of an erroneous transaction: open, then resolved or written off
 // (final).
@@ -189,6 +190,11 @@ func validKind(k string) bool {
 	return false
 }
 
+// platformFault: kinds that are the platform's own error, never the card's
+// or its user's: recorded not at fault from the start, and staying so when
+// closed, so they never count against clean days.
+func platformFault(k string) bool { return k == ErrorLedgerMismatch }
+
 // needsPayment: kinds raised against one payment.
 func needsPayment(k string) bool {
 	return k == ErrorRetrievalRequest || k == ErrorChargeback || k == ErrorDispute
@@ -236,7 +242,8 @@ func (d *Desk) OpenError(ctx context.Context, in NewError) (ErrorCase, error) {
 	if in.Amount < 0 {
 		return ErrorCase{}, jifu.Errorf(jifu.CodeInvalid, "cardpay: amount must not be negative")
 	}
-	row := ErrorCase{Kind: in.Kind, Ref: in.Ref, Amount: in.Amount, Note: in.Note, OpenedBy: in.Actor, OccurredAt: in.At}
+	row := ErrorCase{Kind: in.Kind, Ref: in.Ref, Amount: in.Amount, Note: in.Note, OpenedBy: in.Actor, OccurredAt: in.At,
+		NotAtFault: platformFault(in.Kind)}
 	if row.OccurredAt.IsZero() {
 		row.OccurredAt = d.now()
 	}
@@ -337,11 +344,11 @@ func (d *Desk) open(ctx context.Context, c ErrorCase) (ErrorCase, error) {
 		}
 		var err error
 		out, err = scanCase(tx.QueryRow(ctx, `INSERT INTO card_errors (kind, ref, payment_id, org_id, merchant_id, card_token, pan_masked,
-			terminal_ksn, acq_tid, rrn, order_id, day, amount, platform_amount, acquirer_amount, note, opened_by, occurred_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+			terminal_ksn, acq_tid, rrn, order_id, day, amount, platform_amount, acquirer_amount, note, opened_by, occurred_at, not_at_fault)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 			ON CONFLICT (kind, ref) WHERE ref <> '' DO NOTHING RETURNING `+errorCols,
 			c.Kind, c.Ref, pid, c.OrgID, c.MerchantID, c.CardToken, c.PANMasked, c.TerminalKSN, c.AcquirerTID, c.RRN, c.OrderID,
-			c.Day.Format(time.DateOnly), c.Amount, c.PlatformAmount, c.AcquirerAmount, c.Note, c.OpenedBy, c.OccurredAt))
+			c.Day.Format(time.DateOnly), c.Amount, c.PlatformAmount, c.AcquirerAmount, c.Note, c.OpenedBy, c.OccurredAt, c.NotAtFault))
 		if errors.Is(err, pgx.ErrNoRows) {
 			out, err = scanCase(tx.QueryRow(ctx, `SELECT `+errorCols+` FROM card_errors WHERE kind = $1 AND ref = $2`, c.Kind, c.Ref))
 			out.Replayed = true
@@ -400,8 +407,8 @@ func (d *Desk) ResolveError(ctx context.Context, id int64, r Resolution) (ErrorC
 	}
 	var out ErrorCase
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		var status string
-		err := tx.QueryRow(ctx, `SELECT status FROM card_errors WHERE id = $1 FOR UPDATE`, id).Scan(&status)
+		var status, kind string
+		err := tx.QueryRow(ctx, `SELECT status, kind FROM card_errors WHERE id = $1 FOR UPDATE`, id).Scan(&status, &kind)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return jifu.Errorf(jifu.CodeNotFound, "cardpay: no erroneous transaction %d", id)
 		}
@@ -411,6 +418,7 @@ func (d *Desk) ResolveError(ctx context.Context, id int64, r Resolution) (ErrorC
 		if status != ErrorOpen {
 			return jifu.Errorf(jifu.CodeConflict, "cardpay: erroneous transaction %d is already %s", id, status)
 		}
+		r.NotAtFault = r.NotAtFault || platformFault(kind)
 		out, err = scanCase(tx.QueryRow(ctx, `UPDATE card_errors SET status = $2, not_at_fault = $3, resolved_by = $4, resolved_at = $5,
 			resolution = $6 WHERE id = $1 RETURNING `+errorCols, id, r.Status, r.NotAtFault, r.Actor, d.now(), r.Note))
 		if err != nil {

@@ -11,11 +11,13 @@ import (
 // (16 bytes, under its AES-128 PIN key) into a format 0 block under the
 // acquirer's PIN working key; the clear PIN stays inside pinblock.
 func (c *Client) TranslatePINISO4(ctx context.Context, readerKey dukpt.Key, block []byte, pan string) ([]byte, error) {
-	if err := c.ensureSignedOn(ctx); err != nil {
+	ks, err := c.keysNow(ctx)
+	if err != nil {
 		return nil, err
 	}
-	c.mu.RLock()
-	pik := c.pik
-	c.mu.RUnlock()
-	return pinblock.TranslateISO4(readerKey, block, pan, pik)
+	out, err := pinblock.TranslateISO4(readerKey, block, pan, ks.pik)
+	if err == nil {
+		c.rememberPIN(out, ks.gen)
+	}
+	return out, err
 }

@@ -4,6 +4,20 @@
 // and reversal when a financial request's result is unknown. The address is
 // configuration, so another acquirer speaking the same protocol plugs in.
 //
+// Working keys roll over: when the acquirer answers A0 (MAC error: our keys
+// are no longer valid, e.g. another link signed on since) or A7 (not signed
+// on), the client signs on again and resends the same message once (same
+// STAN, amount and fields, MACed — and its PIN block translated — under the
+// new keys). That is safe for a purchase: the acquirer checks the MAC before
+// anything else and journals nothing for an A0/A7 answer, so the first
+// message was rejected unprocessed; and should it have been processed after
+// all, the resend carries the same STAN, which the acquirer answers as a
+// retransmission (its journaled answer), never as a second purchase. For the
+// same reason no reversal follows an A0/A7: the result is known (refused).
+// A second A0/A7 after the new sign-on fails with CodeUnavailable and
+// ErrKeysRejected. One sign-on runs at a time; goroutines whose message was
+// refused under the same key set wait for it and reuse its keys.
+//
 //	c, err := acquirer.New(acquirer.Config{Addr: "127.0.0.1:9583", TMK: tmk, TerminalID: "JIFU0001", MerchantID: "898310048990001"})
 //	err = c.SignOn(ctx)
 //	resp, err := c.Purchase(ctx, msg) // on timeout: reversal sent, CodeTimeout returned
@@ -48,12 +62,40 @@ type Client struct {
 	sem  chan struct{}
 	stan atomic.Uint32
 
-	mu   sync.RWMutex
-	pik  dukpt.Key
-	mak  dukpt.Key
-	ok   bool
-	once sync.Mutex
+	signing chan struct{} // one slot: one sign-on at a time
+	signOns atomic.Int64
+
+	mu       sync.RWMutex
+	keys     []keySet           // the last sign-ons' keys, newest first; empty: not signed on
+	gen      uint64             // generation of the newest key set (0: none yet)
+	pins     map[string]pinNote // PIN block translated by TranslatePIN, until its message is answered
+	pinOrder []pinRef           // pins' keys, oldest first (bounded)
+	pinSeq   uint64
 }
+
+// pinNote is the key set a translated PIN block is under.
+type pinNote struct{ gen, seq uint64 }
+
+type pinRef struct {
+	block string
+	seq   uint64
+}
+
+// keySet is the working keys of one sign-on.
+type keySet struct {
+	gen      uint64
+	pik, mak dukpt.Key
+}
+
+const (
+	keepKeySets = 4    // key sets kept to re-translate PIN blocks made under an older one
+	keepPINs    = 4096 // translated PIN blocks awaiting their message remembered (their key set), FIFO
+)
+
+// ErrKeysRejected marks a message the acquirer refused with A0 (MAC error)
+// or A7 (not signed on) even after a new sign-on; the error's code is
+// CodeUnavailable. The acquirer did not process the message.
+var ErrKeysRejected = errors.New("working keys rejected after a new sign-on")
 
 // New returns a client; connections are dialled on demand.
 func New(cfg Config) (*Client, error) {
@@ -75,7 +117,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, idle: make(chan net.Conn, cfg.PoolSize), sem: make(chan struct{}, cfg.PoolSize)}
+	c := &Client{cfg: cfg, log: cfg.Logger, idle: make(chan net.Conn, cfg.PoolSize), sem: make(chan struct{}, cfg.PoolSize),
+		signing: make(chan struct{}, 1), pins: map[string]pinNote{}}
 	c.stan.Store(uint32(time.Now().UnixNano()%900000) + 1)
 	return c, nil
 }
@@ -157,8 +200,32 @@ func (c *Client) roundTrip(ctx context.Context, b []byte) ([]byte, error) {
 }
 
 // SignOn exchanges 0800/0810 and installs the PIN and MAC working keys
-// (decrypted with the TMK, check values verified).
+// (decrypted with the TMK, check values verified). It waits for a sign-on
+// already running.
 func (c *Client) SignOn(ctx context.Context) error {
+	if err := c.lockSigning(ctx); err != nil {
+		return err
+	}
+	defer c.unlockSigning()
+	return c.signOn(ctx)
+}
+
+// SignOns reports how many sign-ons this client completed.
+func (c *Client) SignOns() int64 { return c.signOns.Load() }
+
+func (c *Client) lockSigning(ctx context.Context) error {
+	select {
+	case c.signing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return jifu.Errorf(jifu.CodeTimeout, "acquirer: waiting for a sign-on: %w", ctx.Err())
+	}
+}
+
+func (c *Client) unlockSigning() { <-c.signing }
+
+// signOn runs one sign-on; the caller holds the signing slot.
+func (c *Client) signOn(ctx context.Context) error {
 	req := &iso8583.Message{MTI: iso8583.MTISignOn, STAN: c.NextSTAN(), TerminalID: c.cfg.TerminalID,
 		MerchantID: c.cfg.MerchantID, Field60: "00000001003"}
 	b, err := iso8583.Pack(req, nil)
@@ -167,11 +234,13 @@ func (c *Client) SignOn(ctx context.Context) error {
 	}
 	rb, err := c.roundTrip(ctx, b)
 	if err != nil {
-		return err
+		// Not errUnknown: the financial message waiting for these keys
+		// was not sent (or was refused unprocessed), so nothing to reverse.
+		return jifu.Errorf(jifu.ErrorCode(err), "acquirer: sign-on: %s", jifu.ErrorMessage(err))
 	}
 	resp, err := iso8583.Unpack(rb)
 	if err != nil {
-		return err
+		return jifu.Errorf(jifu.CodeUnavailable, "acquirer: malformed sign-on answer: %v", err)
 	}
 	if resp.MTI != iso8583.MTISignOnResp || resp.ResponseCode != "00" || len(resp.Keys) != 40 {
 		return jifu.Errorf(jifu.CodeUnavailable, "acquirer: sign-on refused (response %q)", resp.ResponseCode)
@@ -187,77 +256,190 @@ func (c *Client) SignOn(ctx context.Context) error {
 		}
 	}
 	c.mu.Lock()
-	c.pik, c.mak, c.ok = keys[0], keys[1], true
+	c.gen++
+	gen := c.gen
+	c.keys = append([]keySet{{gen: gen, pik: keys[0], mak: keys[1]}}, c.keys[:min(len(c.keys), keepKeySets-1)]...)
 	c.mu.Unlock()
+	c.signOns.Add(1)
+	c.log.InfoContext(ctx, "acquirer: signed on", "addr", c.cfg.Addr, "generation", gen)
 	return nil
 }
 
-func (c *Client) ensureSignedOn(ctx context.Context) error {
+// current returns the newest key set; false when not signed on.
+func (c *Client) current() (keySet, bool) {
 	c.mu.RLock()
-	ok := c.ok
-	c.mu.RUnlock()
-	if ok {
-		return nil
+	defer c.mu.RUnlock()
+	if len(c.keys) == 0 {
+		return keySet{}, false
 	}
-	c.once.Lock()
-	defer c.once.Unlock()
+	return c.keys[0], true
+}
+
+// keySet returns the kept key set of generation gen.
+func (c *Client) keySet(gen uint64) (keySet, bool) {
 	c.mu.RLock()
-	ok = c.ok
-	c.mu.RUnlock()
-	if ok {
-		return nil
+	defer c.mu.RUnlock()
+	for _, k := range c.keys {
+		if k.gen == gen {
+			return k, true
+		}
 	}
-	return c.SignOn(ctx)
+	return keySet{}, false
+}
+
+// renew signs on again unless the key set of generation stale (0: none)
+// was replaced meanwhile: then the waiter reuses the newer keys. So a burst
+// of messages refused under the same keys makes one sign-on, not one each.
+func (c *Client) renew(ctx context.Context, stale uint64) (keySet, error) {
+	if err := c.lockSigning(ctx); err != nil {
+		return keySet{}, err
+	}
+	defer c.unlockSigning()
+	if ks, ok := c.current(); ok && ks.gen != stale {
+		return ks, nil
+	}
+	if err := c.signOn(ctx); err != nil {
+		return keySet{}, err
+	}
+	ks, _ := c.current()
+	return ks, nil
+}
+
+// keysNow returns the newest keys, signing on first if there are none.
+func (c *Client) keysNow(ctx context.Context) (keySet, error) {
+	if ks, ok := c.current(); ok {
+		return ks, nil
+	}
+	return c.renew(ctx, 0)
 }
 
 // TranslatePIN turns a reader's PIN block (under its DUKPT PIN key) into a
 // format 0 block under the acquirer's PIN working key.
 func (c *Client) TranslatePIN(ctx context.Context, readerKey dukpt.Key, block []byte, pan string) ([]byte, error) {
-	if err := c.ensureSignedOn(ctx); err != nil {
-		return nil, err
-	}
-	c.mu.RLock()
-	pik := c.pik
-	c.mu.RUnlock()
-	return pinblock.Translate(readerKey, block, pan, pik)
-}
-
-// Exchange MACs and sends a financial message and checks the answer
-// (matching MTI, STAN and terminal, valid MAC). A "A0" (MAC error) answer
-// drops the working keys so the next call signs on again.
-func (c *Client) exchange(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error) {
-	if err := c.ensureSignedOn(ctx); err != nil {
-		return nil, err
-	}
-	c.mu.RLock()
-	mak := c.mak
-	c.mu.RUnlock()
-	m.MAC = []byte{}
-	b, err := iso8583.Pack(m, mak[:])
+	ks, err := c.keysNow(ctx)
 	if err != nil {
 		return nil, err
+	}
+	out, err := pinblock.Translate(readerKey, block, pan, ks.pik)
+	if err == nil {
+		c.rememberPIN(out, ks.gen)
+	}
+	return out, err
+}
+
+// rememberPIN notes the key set a translated PIN block (encrypted, never
+// clear) is under, so that a message sent under newer keys carries it
+// re-translated. The note goes when the message is answered (forgetPIN),
+// or, for a block never sent, once keepPINs newer ones were noted.
+func (c *Client) rememberPIN(block []byte, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pinSeq++
+	k := string(block)
+	c.pins[k] = pinNote{gen: gen, seq: c.pinSeq}
+	c.pinOrder = append(c.pinOrder, pinRef{block: k, seq: c.pinSeq})
+	for len(c.pinOrder) > keepPINs || (len(c.pinOrder) > 0 && c.pins[c.pinOrder[0].block].seq != c.pinOrder[0].seq) {
+		if old := c.pinOrder[0]; c.pins[old.block].seq == old.seq {
+			delete(c.pins, old.block)
+		}
+		c.pinOrder = c.pinOrder[1:]
+	}
+}
+
+// forgetPIN drops the note of a block whose message was answered.
+func (c *Client) forgetPIN(block []byte) {
+	if len(block) == 0 {
+		return
+	}
+	c.mu.Lock()
+	delete(c.pins, string(block))
+	c.mu.Unlock()
+}
+
+// pinFor returns m's PIN block under ks's PIN key: re-translated from the
+// older key set TranslatePIN used, when it knows it; else as it is (a
+// block it did not translate is the caller's to get right).
+func (c *Client) pinFor(m *iso8583.Message, ks keySet) ([]byte, error) {
+	if len(m.PINBlock) == 0 {
+		return m.PINBlock, nil
+	}
+	c.mu.RLock()
+	note, ok := c.pins[string(m.PINBlock)]
+	c.mu.RUnlock()
+	if !ok || note.gen == ks.gen {
+		return m.PINBlock, nil
+	}
+	old, ok := c.keySet(note.gen)
+	if !ok {
+		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: the PIN block's working key rolled over; enter the PIN again")
+	}
+	return pinblock.Translate(old.pik, m.PINBlock, m.PAN, ks.pik)
+}
+
+// exchange MACs and sends a financial message and checks the answer
+// (matching MTI, STAN and terminal, valid MAC). An A0 (MAC error) or A7
+// (not signed on) answer: sign on again (or reuse the keys of a sign-on
+// that replaced the refused ones meanwhile) and resend the same message
+// once; refused again, ErrKeysRejected. See the package doc for why the
+// resend is safe and needs no reversal.
+func (c *Client) exchange(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error) {
+	ks, err := c.keysNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, refused, err := c.send(ctx, m, ks)
+	if refused == "" {
+		c.forgetPIN(m.PINBlock)
+		return resp, err
+	}
+	defer c.forgetPIN(m.PINBlock)
+	c.log.InfoContext(ctx, "acquirer: working keys refused, signing on again", "response", refused, "stan", m.STAN,
+		"tid", m.TerminalID, "generation", ks.gen)
+	if ks, err = c.renew(ctx, ks.gen); err != nil {
+		return nil, err
+	}
+	resp, refused, err = c.send(ctx, m, ks)
+	if refused != "" {
+		c.log.WarnContext(ctx, "acquirer: working keys refused again after a new sign-on", "response", refused,
+			"stan", m.STAN, "tid", m.TerminalID)
+		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: answer %s to STAN %s: %w", refused, m.STAN, ErrKeysRejected)
+	}
+	return resp, err
+}
+
+// send sends m once under ks. refused is "A0" or "A7" when the acquirer
+// refused the keys (then resp and err are nil).
+func (c *Client) send(ctx context.Context, m *iso8583.Message, ks keySet) (resp *iso8583.Message, refused string, err error) {
+	out := *m
+	out.MAC = []byte{}
+	if out.PINBlock, err = c.pinFor(m, ks); err != nil {
+		return nil, "", err
+	}
+	b, err := iso8583.Pack(&out, ks.mak[:])
+	if err != nil {
+		return nil, "", err
 	}
 	rb, err := c.roundTrip(ctx, b)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	resp, err := iso8583.Unpack(rb)
+	resp, err = iso8583.Unpack(rb)
 	if err != nil {
-		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: malformed answer: %w", errUnknown)
+		return nil, "", jifu.Errorf(jifu.CodeUnavailable, "acquirer: malformed answer: %w", errUnknown)
 	}
+	// A0/A7 are answered under keys we may not have (or none): they are not
+	// MAC-checked. A forged one costs a sign-on and a resend of the same
+	// STAN, which the acquirer answers as a retransmission.
 	if resp.ResponseCode == "A0" || resp.ResponseCode == "A7" {
-		c.mu.Lock()
-		c.ok = false
-		c.mu.Unlock()
-		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: working keys rejected (%s); signing on again", resp.ResponseCode)
+		return nil, resp.ResponseCode, nil
 	}
-	if err := iso8583.VerifyMAC(rb, mak[:]); err != nil {
-		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: answer fails its MAC: %w", errUnknown)
+	if err := iso8583.VerifyMAC(rb, ks.mak[:]); err != nil {
+		return nil, "", jifu.Errorf(jifu.CodeUnavailable, "acquirer: answer fails its MAC: %w", errUnknown)
 	}
 	if resp.MTI != m.MTI[:2]+string(m.MTI[2]+1)+m.MTI[3:] || resp.STAN != m.STAN || resp.TerminalID != m.TerminalID {
-		return nil, jifu.Errorf(jifu.CodeUnavailable, "acquirer: answer does not match the request: %w", errUnknown)
+		return nil, "", jifu.Errorf(jifu.CodeUnavailable, "acquirer: answer does not match the request: %w", errUnknown)
 	}
-	return resp, nil
+	return resp, "", nil
 }
 
 // Unknown reports whether err means the acquirer may have acted on the

@@ -192,4 +192,119 @@ func TestUnreachable(t *testing.T) {
 	if err := c.SignOn(context.Background()); jifu.ErrorCode(err) != jifu.CodeUnavailable {
 		t.Fatalf("err = %v", err)
 	}
+	// A purchase that could not even sign on was never sent: no reversal.
+	_, err := c.Purchase(context.Background(), purchase(c, 100))
+	var re *acquirer.ReversalError
+	if jifu.ErrorCode(err) != jifu.CodeUnavailable || acquirer.Unknown(err) || errors.As(err, &re) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// invalidate makes the simulator forget c's working keys: another link
+// signs on more often than the simulator's rollover window (4 sign-ons).
+func invalidate(t *testing.T, sim *acquirersim.Sim) {
+	t.Helper()
+	other, err := acquirer.New(acquirer.Config{Addr: sim.Addr(), TMK: tmk, TerminalID: "JIFU0009", MerchantID: "898310048990001", PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for range 5 {
+		if err := other.SignOn(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Keys invalidated by another link's sign-ons: the next payment signs on
+// once more and is approved, the same message (STAN, amount) resent, its
+// PIN block re-translated under the new PIN key; a burst of concurrent
+// payments refused under the same keys makes one sign-on, not one each.
+func TestSignOnAgainAfterA0(t *testing.T) {
+	sim, c := start(t, 2*time.Second)
+	ctx := context.Background()
+	if err := c.SignOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	readerKey, _ := dukpt.ParseKey("042666B49184CF5C68DE9628D0397B36")
+	blk, _ := pinblock.EncryptISO0(readerKey, "1234", testPAN)
+
+	t.Run("one payment with PIN", func(t *testing.T) {
+		m := purchase(c, 12300)
+		var err error
+		if m.PINBlock, err = c.TranslatePIN(ctx, readerKey, blk, testPAN); err != nil {
+			t.Fatal(err)
+		}
+		invalidate(t, sim)
+		before, ours := sim.SignOns(), c.SignOns()
+		resp, err := c.Purchase(ctx, m)
+		if err != nil || resp.ResponseCode != "00" || resp.STAN != m.STAN || resp.Amount != 12300 {
+			t.Fatalf("resp %+v err %v", resp, err)
+		}
+		if sim.SignOns()-before != 1 || c.SignOns()-ours != 1 {
+			t.Fatalf("sign-ons: simulator +%d, client +%d, want +1", sim.SignOns()-before, c.SignOns()-ours)
+		}
+		if journalStatus(t, m.STAN) != "approved" {
+			t.Fatal("not journaled once as approved")
+		}
+		// The keys now work: no further sign-on.
+		if resp, err := c.Purchase(ctx, purchase(c, 100)); err != nil || resp.ResponseCode != "00" || sim.SignOns()-before != 1 {
+			t.Fatalf("next payment %v %v, sign-ons +%d", resp, err, sim.SignOns()-before)
+		}
+	})
+	t.Run("concurrent payments", func(t *testing.T) {
+		invalidate(t, sim)
+		before := sim.SignOns()
+		const n = 12 // more than the pool (4): some wait for a connection
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				m := purchase(c, int64(200+i))
+				resp, err := c.Purchase(ctx, m)
+				if err == nil && resp.ResponseCode != "00" {
+					err = errors.New("declined " + resp.ResponseCode)
+				}
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if got := sim.SignOns() - before; got != 1 {
+			t.Fatalf("%d sign-ons for %d refused payments, want 1", got, n)
+		}
+	})
+}
+
+// An acquirer that answers A0 whatever the keys: one new sign-on, one
+// resend, then a stable error (CodeUnavailable, ErrKeysRejected), no
+// reversal (A0 means the acquirer refused it unprocessed), nothing
+// journaled.
+func TestA0Forever(t *testing.T) {
+	sim, c := start(t, 2*time.Second)
+	ctx := context.Background()
+	if err := c.SignOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := sim.SignOns()
+	m := purchase(c, 6666)
+	resp, err := c.Purchase(ctx, m)
+	var re *acquirer.ReversalError
+	if resp != nil || jifu.ErrorCode(err) != jifu.CodeUnavailable || !errors.Is(err, acquirer.ErrKeysRejected) ||
+		errors.As(err, &re) || acquirer.Unknown(err) {
+		t.Fatalf("resp %v err %v", resp, err)
+	}
+	if got := sim.SignOns() - before; got != 1 {
+		t.Fatalf("%d sign-ons, want 1", got)
+	}
+	var rows int
+	if err := dbtest.Pool(t).QueryRow(ctx, `SELECT count(*) FROM acqsim_journal WHERE stan = $1`, m.STAN).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("journal rows %d (a reversal or the purchase): %v", rows, err)
+	}
+	// The link still works for other messages.
+	if resp, err := c.Purchase(ctx, purchase(c, 100)); err != nil || resp.ResponseCode != "00" {
+		t.Fatalf("%v %v", resp, err)
+	}
 }

@@ -19,8 +19,9 @@
 //     0400 reversal (11 the original STAN): MAC checked (bad MAC: 39 "A0"),
 //     PIN block checked against the PAN under the PIN key (bad: "55").
 //   - Rules decide: approve ("00"), decline by amount or by card, answer slowly,
-//     or drop the connection without answering (after journaling the approval,
-//     so that only a reversal undoes it).
+//     drop the connection without answering (after journaling the approval,
+//     so that only a reversal undoes it), or answer "A0" to every attempt
+//     (a link whose keys never work; nothing journaled).
 //   - A retransmitted message (same terminal, STAN, MTI and day) gets the
 //     journaled answer again.
 package acquirersim
@@ -61,20 +62,23 @@ var Beijing = time.FixedZone("CST", 8*3600)
 
 // Rules decide the simulator's answers. Amounts are fen.
 type Rules struct {
-	DeclineAmount map[int64]string // amount -> response code
-	DeclinePAN    map[string]string
-	SlowAmount    map[int64]time.Duration // answer after a delay
-	DropAmount    map[int64]bool          // journal, then close without answering
+	DeclineAmount  map[int64]string // amount -> response code
+	DeclinePAN     map[string]string
+	SlowAmount     map[int64]time.Duration // answer after a delay
+	DropAmount     map[int64]bool          // journal, then close without answering
+	MACErrorAmount map[int64]bool          // answer "A0" (MAC error) whatever the keys, journaling nothing: a link whose keys never work
 }
 
 // DefaultRules: 4444 fen "51" (insufficient funds), 5555 fen "05" (do not
-// honour), 7777 fen answers after 3 s, 8888 fen drops the connection.
+// honour), 7777 fen answers after 3 s, 8888 fen drops the connection, 6666
+// fen is answered "A0" (MAC error) however often the host signs on.
 func DefaultRules() Rules {
 	return Rules{
-		DeclineAmount: map[int64]string{4444: "51", 5555: "05"},
-		DeclinePAN:    map[string]string{},
-		SlowAmount:    map[int64]time.Duration{7777: 3 * time.Second},
-		DropAmount:    map[int64]bool{8888: true},
+		DeclineAmount:  map[int64]string{4444: "51", 5555: "05"},
+		DeclinePAN:     map[string]string{},
+		SlowAmount:     map[int64]time.Duration{7777: 3 * time.Second},
+		DropAmount:     map[int64]bool{8888: true},
+		MACErrorAmount: map[int64]bool{6666: true},
 	}
 }
 
@@ -92,10 +96,18 @@ type Sim struct {
 	cfg  Config
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	keys []workKeys // of the last sign-ons, newest first (a rollover window)
-	ln   net.Listener
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	keys    []workKeys // of the last sign-ons, newest first (a rollover window)
+	signOns int
+	ln      net.Listener
+	wg      sync.WaitGroup
+}
+
+// SignOns reports how many sign-ons the simulator answered.
+func (s *Sim) SignOns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signOns
 }
 
 type workKeys struct{ pik, mak dukpt.Key }
@@ -217,7 +229,7 @@ func (s *Sim) Handle(ctx context.Context, b []byte) ([]byte, time.Duration, erro
 			break
 		}
 	}
-	if !ok {
+	if !ok || (m.MTI != iso8583.MTIReversal && s.cfg.Rules.MACErrorAmount[m.Amount]) {
 		resp.ResponseCode = "A0"
 		out, err := iso8583.Pack(resp, wk.mak[:])
 		return out, 0, err
@@ -293,6 +305,7 @@ func (s *Sim) signOn(m *iso8583.Message) ([]byte, time.Duration, error) {
 	}
 	s.mu.Lock()
 	s.keys = append([]workKeys{wk}, s.keys[:min(len(s.keys), maxKeyGenerations-1)]...)
+	s.signOns++
 	s.mu.Unlock()
 	out, err := iso8583.Pack(&iso8583.Message{MTI: iso8583.MTISignOnResp, STAN: m.STAN, ResponseCode: "00",
 		TerminalID: m.TerminalID, MerchantID: m.MerchantID, Field60: m.Field60, Keys: f62}, nil)

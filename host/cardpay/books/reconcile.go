@@ -3,7 +3,10 @@ package books
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
+	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/cardpay"
 	"github.com/jifu-open/jifu/host/ledger"
 )
@@ -28,7 +31,64 @@ const (
 // An empty answer means the three agree. Lookups are one per record (a
 // daily job; the unique (caller, key) index answers each).
 func (b *Books) Reconcile(ctx context.Context, recs []cardpay.Record, file []cardpay.AcquirerLine) ([]cardpay.Difference, error) {
+	diffs, _, err := b.reconcile(ctx, recs, file)
+	return diffs, err
+}
+
+// ledgerIssue is a record whose posting is missing (posted < 0) or moved
+// another amount.
+type ledgerIssue struct {
+	rec    cardpay.Record
+	posted int64
+}
+
+// ReconcileDay is Reconcile of day's records, recording each ledger
+// difference (missing_in_ledger, ledger_amount_mismatch) through desk as an
+// erroneous transaction of kind cardpay.ErrorLedgerMismatch (Desk.OpenError,
+// actor system, ref "ledger:<day>:<posting key>": reconciling the day
+// again adds none), tied to the record's payment. Such a case is the
+// platform's own error: it shows in the risk desk's queue but never counts
+// against the card's or the user's clean days. The differences against the
+// acquirer's file are the card core's to record (cardpay.Service.Reconcile
+// opens long/short/amount_mismatch for them); ReconcileDay only returns
+// them. A failure to record is returned with the differences.
+func (b *Books) ReconcileDay(ctx context.Context, desk *cardpay.Desk, day time.Time, recs []cardpay.Record, file []cardpay.AcquirerLine) ([]cardpay.Difference, error) {
+	diffs, issues, err := b.reconcile(ctx, recs, file)
+	if err != nil {
+		return nil, err
+	}
+	d := day.In(cardpayDay).Format(time.DateOnly)
+	var errs []error
+	for _, x := range issues {
+		r := x.rec
+		in := cardpay.NewError{Kind: cardpay.ErrorLedgerMismatch, Ref: "ledger:" + d + ":" + r.Key, OrgID: r.OrgID, MerchantID: r.MerchantID,
+			OrderID: r.OrderID, RRN: r.RRN, Actor: cardpay.ActorSystem}
+		if x.posted < 0 {
+			in.Amount = r.Amount
+			in.Note = fmt.Sprintf("ledger reconciliation of %s: %s %s of %d fen has no posting under %s", d, r.Kind, r.RRN, r.Amount, r.Key)
+		} else {
+			in.Amount = max(x.posted-r.Amount, r.Amount-x.posted)
+			in.Note = fmt.Sprintf("ledger reconciliation of %s: posting %s moved %d fen, the %s %s is %d fen", d, r.Key, x.posted, r.Kind, r.RRN, r.Amount)
+		}
+		_, err := desk.OpenError(ctx, in)
+		if code := jifu.ErrorCode(err); code == jifu.CodeNotFound || code == jifu.CodeInvalid {
+			// The record names no payment the desk finds: the case stands alone.
+			in.OrgID, in.MerchantID, in.OrderID, in.RRN = "", "", "", ""
+			_, err = desk.OpenError(ctx, in)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return diffs, errors.Join(errs...)
+}
+
+// cardpayDay is the card core's business-day zone (Beijing).
+var cardpayDay = time.FixedZone("CST", 8*3600)
+
+func (b *Books) reconcile(ctx context.Context, recs []cardpay.Record, file []cardpay.AcquirerLine) ([]cardpay.Difference, []ledgerIssue, error) {
 	var diffs []cardpay.Difference
+	var issues []ledgerIssue
 	type booked struct {
 		order  string
 		amount int64
@@ -45,12 +105,14 @@ func (b *Books) Reconcile(ctx context.Context, recs []cardpay.Record, file []car
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
 			diffs = append(diffs, cardpay.Difference{RRN: r.RRN, OrderID: r.OrderID, Platform: signed, Kind: MissingInLedger})
+			issues = append(issues, ledgerIssue{rec: r, posted: -1})
 			explained[r.RRN] = true
 			continue
 		case err != nil:
-			return nil, err
+			return nil, nil, err
 		case t.Amount != r.Amount:
 			diffs = append(diffs, cardpay.Difference{RRN: r.RRN, OrderID: r.OrderID, Platform: signed, Kind: LedgerAmountMismatch})
+			issues = append(issues, ledgerIssue{rec: r, posted: t.Amount})
 			explained[r.RRN] = true
 			continue
 		}
@@ -85,5 +147,5 @@ func (b *Books) Reconcile(ctx context.Context, recs []cardpay.Record, file []car
 			diffs = append(diffs, cardpay.Difference{RRN: rrn, OrderID: x.order, Platform: x.amount, Kind: "missing_at_acquirer"})
 		}
 	}
-	return diffs, nil
+	return diffs, issues, nil
 }
