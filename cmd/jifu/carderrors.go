@@ -64,7 +64,7 @@ func parseDay(flag, v string) (time.Time, error) {
 
 type cardErrorsListCmd struct {
 	Status   string `help:"open, resolved or written_off."`
-	Kind     string `help:"long, short, amount_mismatch, reversal_unanswered, retrieval_request, chargeback or dispute."`
+	Kind     string `help:"long, short, amount_mismatch, reversal_unanswered, ledger_mismatch, retrieval_request, chargeback or dispute."`
 	Org      string `help:"The merchant's org_id."`
 	Merchant string `help:"The merchant_id (with --org)."`
 	Payment  int64  `help:"The payment id."`

@@ -112,6 +112,8 @@ func KindLabel(k string) string {
 		return "调单 (retrieval request)"
 	case cardpay.ErrorChargeback:
 		return "拒付 (chargeback)"
+	case cardpay.ErrorLedgerMismatch:
+		return "账务不符 (ledger differs from our records)"
 	case cardpay.ErrorDispute:
 		return "持卡人争议 (cardholder dispute)"
 	}
