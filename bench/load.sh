@@ -6,13 +6,15 @@
 #   2. open loop: bench/openloop at a fixed RATE (default 5000 req/s) for DUR,
 #      whose latencies count from each request's due time, so they are not
 #      held back by the clients' own waiting;
-#   3. with VEGETA=1, the same open loop with vegeta (which costs about 300 µs
+#   3. with FLOOR=1, hey against bench/floor (a server that does nothing): the
+#      best any server can show with the generator on the same cores;
+#   4. with VEGETA=1, the same open loop with vegeta (which costs about 300 µs
 #      of CPU per request, too much to offer 5,000 req/s on these two cores).
 # After each run it prints the CPU seconds the server, PostgreSQL (postmaster
 # and backends) and the load generator used, and their sum per request: on
 # two cores, 2 s of CPU per second bound the throughput whatever else runs.
 # Usage: bench/load.sh [BIN] [APPS_DIR] [ADDR]
-#   env: DUR CONC RATE, RATES="1000 2000 5000" (open loop at each), ONLY=hey|open, VEGETA=1,
+#   env: DUR CONC RATE, RATES="1000 2000 5000" (open loop at each), ONLY=hey|open, FLOOR=1, VEGETA=1,
 #   SERVE_FLAGS (for example --interrupt=wazero), DATA_DIR
 set -eu
 BIN=${1:-bin/jifu}
@@ -88,4 +90,21 @@ if [ "${VEGETA:-}" = 1 ]; then
 	"$VEGETA" report </tmp/jifu-load-vegeta.bin | tee /tmp/jifu-load-vegeta.txt
 	report "$(awk '/^Requests/ {gsub(",", "", $5); print $5}' /tmp/jifu-load-vegeta.txt)" "$(awk '{print $1 + $2}' /tmp/jifu-load-gen.time)"
 	echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
+if [ "${FLOOR:-}" = 1 ]; then
+	FLOORBIN=$(dirname "$OPENLOOP")/floor
+	(cd "$(dirname "$0")" && go build -o "$FLOORBIN" ./floor)
+	"$FLOORBIN" -addr 127.0.0.1:18090 &
+	fpid=$!
+	sleep 0.5
+	hey -n 5000 -c 16 http://127.0.0.1:18090/ >/dev/null
+	echo "== floor: hey -z $DUR -c $CONC against bench/floor   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+	F0=$(ticks $fpid)
+	/usr/bin/time -f '%U %S' -o /tmp/jifu-load-gen.time hey -z "$DUR" -c "$CONC" http://127.0.0.1:18090/ >/tmp/jifu-load-floor.txt
+	sed -n '/Summary/,/Status code/p;/\[200\]/p' /tmp/jifu-load-floor.txt
+	awk -v n="$(awk '/responses/ {s += $2} END {print s + 0}' /tmp/jifu-load-floor.txt)" -v gen="$(awk '{print $1 + $2}' /tmp/jifu-load-gen.time)" \
+		-v s="$(($(ticks $fpid) - F0))" -v hz="$HZ" 'BEGIN { s /= hz
+		printf "   CPU seconds: floor server %.1f, load generator %.1f; per request %.0f µs (server %.0f, generator %.0f) over %d requests\n",
+			s, gen, (s + gen) / n * 1e6, s / n * 1e6, gen / n * 1e6, n }'
+	kill $fpid
 fi
