@@ -37,6 +37,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/cardpay"
@@ -70,8 +71,10 @@ func ReceivableSpec(org, merchant string) ledger.AccountSpec {
 
 // Books posts the card core's money to a ledger. Safe for concurrent use.
 type Books struct {
-	l   *ledger.Ledger
-	ids sync.Map // account owner/name -> id: accounts are never deleted
+	l      *ledger.Ledger
+	ids    sync.Map // account owner/name -> id: accounts are never deleted
+	group  group    // payment postings waiting to be booked together
+	groups atomic.Int64
 }
 
 // New returns the books over l.
@@ -93,6 +96,8 @@ func (b *Books) account(ctx context.Context, spec ledger.AccountSpec) (int64, er
 }
 
 // PostPayment implements cardpay.Poster: clearing → merchant receivable.
+// Concurrent postings are booked together (see group.go); each caller gets
+// its own posting's outcome.
 func (b *Books) PostPayment(ctx context.Context, p cardpay.Posting) error {
 	clearing, err := b.account(ctx, clearingSpec)
 	if err != nil {
@@ -102,9 +107,12 @@ func (b *Books) PostPayment(ctx context.Context, p cardpay.Posting) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.l.Transfer(ctx, Caller, ledger.Transfer{ID: p.Key, Debit: clearing, Credit: recv, Amount: p.Amount,
-		Code: CodePayment, Metadata: map[string]string{"payment": strconv.FormatInt(p.PaymentID, 10), "order": p.OrderID, "rrn": p.RRN}})
-	return err
+	return b.post(ctx, paymentTransfer(p, clearing, recv))
+}
+
+func paymentTransfer(p cardpay.Posting, clearing, recv int64) ledger.Transfer {
+	return ledger.Transfer{ID: p.Key, Debit: clearing, Credit: recv, Amount: p.Amount,
+		Code: CodePayment, Metadata: map[string]string{"payment": strconv.FormatInt(p.PaymentID, 10), "order": p.OrderID, "rrn": p.RRN}}
 }
 
 // PostRefund implements cardpay.Poster: merchant receivable → clearing.
