@@ -12,6 +12,8 @@ import (
 	"crypto/cipher"
 	"crypto/des"
 	"crypto/subtle"
+	"encoding/hex"
+	"strings"
 
 	"github.com/jifu-open/jifu"
 	"github.com/jifu-open/jifu/host/cardpay/dukpt"
@@ -69,28 +71,18 @@ func block(key []byte) (cipher.Block, error) {
 //  5. write that as hex; the MAC is its first 8 characters (as ASCII).
 func UnionPayECB(key, mab []byte) ([8]byte, error) {
 	var out [8]byte
-	b, err := ciphers.get(key)
+	b, err := block(key)
 	if err != nil {
 		return out, err
 	}
 	x := xorBlocks(mab)
-	var h [16]byte
-	upperHex(h[:], x[:])
+	h := []byte(strings.ToUpper(hex.EncodeToString(x[:])))
 	var e [8]byte
 	b.Encrypt(e[:], h[:8])
 	subtle.XORBytes(e[:], e[:], h[8:])
 	b.Encrypt(e[:], e[:])
-	upperHex(h[:], e[:])
-	copy(out[:], h[:8])
+	copy(out[:], strings.ToUpper(hex.EncodeToString(e[:]))[:8])
 	return out, nil
-}
-
-// upperHex writes src as upper-case hex into dst (2 × len(src) bytes).
-func upperHex(dst, src []byte) {
-	const digits = "0123456789ABCDEF"
-	for i, v := range src {
-		dst[2*i], dst[2*i+1] = digits[v>>4], digits[v&0x0F]
-	}
 }
 
 // Equal compares two MACs in constant time.
