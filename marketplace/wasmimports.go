@@ -3,6 +3,7 @@ package marketplace
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sort"
 )
 
@@ -15,8 +16,9 @@ func IsWasm(data []byte) bool { return bytes.HasPrefix(data, wasmMagic) }
 var errWasmFormat = errors.New("malformed WebAssembly binary")
 
 // ModuleImports lists a module's imports as "module.name" (functions) or
-// "module.name:kind" (tables, memories, globals, tags), sorted, by reading
-// only the import section of the binary. It is what the review diff shows;
+// "module.name:kind" (tables, memories, globals, tags), sorted and each once,
+// by reading only the import section of the binary. It is what the review
+// diff shows;
 // the host's validation decides whether the module may run.
 func ModuleImports(data []byte) ([]string, error) {
 	if !IsWasm(data) {
@@ -89,7 +91,9 @@ func ModuleImports(data []byte) ([]string, error) {
 		}
 	}
 	sort.Strings(out)
-	return out, nil
+	// A module may import one function more than once (Go's wasip1 runtime
+	// imports fd_write under two names of its own): it is one capability.
+	return slices.Compact(out), nil
 }
 
 type wasmReader struct{ b []byte }

@@ -25,6 +25,12 @@ func TestModuleImports(t *testing.T) {
 			}
 		})
 	}
+	// env.f imported twice is listed once.
+	twice := []byte("\x00asm\x01\x00\x00\x00\x02\x19\x03" +
+		"\x03env\x01f\x00\x00" + "\x03env\x01g\x00\x00" + "\x03env\x01f\x00\x00")
+	if got, err := marketplace.ModuleImports(twice); err != nil || fmt.Sprint(got) != "[env.f env.g]" {
+		t.Errorf("imports %v, %v; want [env.f env.g]", got, err)
+	}
 	for _, bad := range [][]byte{nil, []byte("\x00asm"), []byte("\x00asm\x01\x00\x00\x00\x02\x05\x01"), []byte("\x00asm\x01\x00\x00\x00\x02\xff\xff\xff\xff\x0f")} {
 		if _, err := marketplace.ModuleImports(bad); err == nil {
 			t.Errorf("%q accepted", bad)
