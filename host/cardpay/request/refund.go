@@ -1,18 +1,9 @@
 package request
 
 import (
-	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"log/slog"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/jifu-open/jifu"
 )
 
 // Refund is the signed body of POST /refund and POST /void: give back all
@@ -42,48 +33,17 @@ func (r *Refund) fields() [][2]string {
 	}
 }
 
-// canonical writes the fields that sign covers: non-empty ones, sorted by
-// name in ASCII order, name=value joined with '&'.
-func canonical(f [][2]string) string {
-	sort.Slice(f, func(i, j int) bool { return f[i][0] < f[j][0] })
-	var b strings.Builder
-	for _, kv := range f {
-		if kv[1] == "" {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(kv[0])
-		b.WriteByte('=')
-		b.WriteString(kv[1])
-	}
-	return b.String()
-}
-
 // Canonical is the string that sign covers.
 func (r *Refund) Canonical() string { return canonical(r.fields()) }
 
 // ComputeSign is HMAC-SHA256(paySecret, Canonical()) in lower-case hex.
-func (r *Refund) ComputeSign(paySecret string) string {
-	m := hmac.New(sha256.New, []byte(paySecret))
-	m.Write([]byte(r.Canonical()))
-	return hex.EncodeToString(m.Sum(nil))
-}
+func (r *Refund) ComputeSign(paySecret string) string { return computeSign(paySecret, r.fields()) }
 
 // Verify checks sign in constant time; CodeDenied when it does not match.
-func (r *Refund) Verify(paySecret string) error {
-	if !hmac.Equal([]byte(r.ComputeSign(paySecret)), []byte(r.Sign)) {
-		return jifu.Errorf(jifu.CodeDenied, "request: sign does not match")
-	}
-	return nil
-}
+func (r *Refund) Verify(paySecret string) error { return verify(paySecret, r.fields(), r.Sign) }
 
 // Time is the request's timestamp (Unix seconds).
-func (r *Refund) Time() time.Time {
-	s, _ := strconv.ParseInt(r.Timestamp, 10, 64)
-	return time.Unix(s, 0)
-}
+func (r *Refund) Time() time.Time { return unixTime(r.Timestamp) }
 
 // String hides the sign.
 func (r *Refund) String() string {
@@ -97,17 +57,9 @@ func (r *Refund) LogValue() slog.Value { return slog.StringValue(r.String()) }
 // DecodeRefund parses a refund or void body strictly (one JSON object of
 // string values with known names only) and checks each field's syntax.
 func DecodeRefund(body []byte) (*Refund, error) {
-	if len(body) > MaxBody {
-		return nil, jifu.Errorf(jifu.CodeTooLarge, "request: body of %d bytes over %d", len(body), MaxBody)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var r Refund
-	if err := dec.Decode(&r); err != nil {
-		return nil, jifu.Errorf(jifu.CodeInvalid, "request: not a JSON object of the refund's string fields: %s", jsonReason(err))
-	}
-	if dec.More() {
-		return nil, jifu.Errorf(jifu.CodeInvalid, "request: trailing data after the JSON object")
+	if err := decodeStrict(body, &r, "refund"); err != nil {
+		return nil, err
 	}
 	if err := r.Check(); err != nil {
 		return nil, err
@@ -141,16 +93,4 @@ func (r *Refund) Check() error {
 }
 
 // Encode writes r as the wire JSON object (empty fields omitted).
-func (r *Refund) Encode() []byte {
-	m := make(map[string]string, 7)
-	for _, kv := range r.fields() {
-		if kv[1] != "" {
-			m[kv[0]] = kv[1]
-		}
-	}
-	if r.Sign != "" {
-		m["sign"] = r.Sign
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
+func (r *Refund) Encode() []byte { return encode(r.fields(), r.Sign) }

@@ -20,14 +20,10 @@
 package request
 
 import (
-	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -83,45 +79,16 @@ func (r *Request) fields() [][2]string {
 }
 
 // Canonical is the string that sign covers.
-func (r *Request) Canonical() string {
-	f := r.fields()
-	sort.Slice(f, func(i, j int) bool { return f[i][0] < f[j][0] })
-	var b strings.Builder
-	for _, kv := range f {
-		if kv[1] == "" {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(kv[0])
-		b.WriteByte('=')
-		b.WriteString(kv[1])
-	}
-	return b.String()
-}
+func (r *Request) Canonical() string { return canonical(r.fields()) }
 
 // ComputeSign is HMAC-SHA256(paySecret, Canonical()) in lower-case hex.
-func (r *Request) ComputeSign(paySecret string) string {
-	m := hmac.New(sha256.New, []byte(paySecret))
-	m.Write([]byte(r.Canonical()))
-	return hex.EncodeToString(m.Sum(nil))
-}
+func (r *Request) ComputeSign(paySecret string) string { return computeSign(paySecret, r.fields()) }
 
 // Verify checks sign in constant time; CodeDenied when it does not match.
-func (r *Request) Verify(paySecret string) error {
-	want := r.ComputeSign(paySecret)
-	if !hmac.Equal([]byte(want), []byte(r.Sign)) {
-		return jifu.Errorf(jifu.CodeDenied, "request: sign does not match")
-	}
-	return nil
-}
+func (r *Request) Verify(paySecret string) error { return verify(paySecret, r.fields(), r.Sign) }
 
 // Time is the request's timestamp (Unix seconds).
-func (r *Request) Time() time.Time {
-	s, _ := strconv.ParseInt(r.Timestamp, 10, 64)
-	return time.Unix(s, 0)
-}
+func (r *Request) Time() time.Time { return unixTime(r.Timestamp) }
 
 // String hides the card data and the sign.
 func (r *Request) String() string {
@@ -138,17 +105,9 @@ func (r *Request) GoString() string { return r.String() }
 // Decode parses body strictly: one JSON object of string values with known
 // names only, then checks each field's syntax. The sign is checked by Verify.
 func Decode(body []byte) (*Request, error) {
-	if len(body) > MaxBody {
-		return nil, jifu.Errorf(jifu.CodeTooLarge, "request: body of %d bytes over %d", len(body), MaxBody)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var r Request
-	if err := dec.Decode(&r); err != nil {
-		return nil, jifu.Errorf(jifu.CodeInvalid, "request: not a JSON object of the request's string fields: %s", jsonReason(err))
-	}
-	if dec.More() {
-		return nil, jifu.Errorf(jifu.CodeInvalid, "request: trailing data after the JSON object")
+	if err := decodeStrict(body, &r, "request"); err != nil {
+		return nil, err
 	}
 	if err := r.Check(); err != nil {
 		return nil, err
@@ -286,16 +245,4 @@ func (r *Request) Check() error {
 }
 
 // Encode writes r as the wire JSON object (empty fields omitted).
-func (r *Request) Encode() []byte {
-	m := make(map[string]string, 15)
-	for _, kv := range r.fields() {
-		if kv[1] != "" {
-			m[kv[0]] = kv[1]
-		}
-	}
-	if r.Sign != "" {
-		m["sign"] = r.Sign
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
+func (r *Request) Encode() []byte { return encode(r.fields(), r.Sign) }
